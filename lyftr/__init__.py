@@ -1,0 +1,42 @@
+"""lyftr: a webhook ingestion service that stores each signed message exactly once."""
+
+from flask import Flask
+
+from . import config, errors, logs, metrics, request_log, storage
+from .extensions import db
+
+
+def create_app(test_config=None):
+    """Build the app from the environment; ``test_config`` overrides individual settings."""
+    app = Flask(__name__)
+    app.config.update(config.from_env())
+    if test_config:
+        app.config.update(test_config)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=config.sqlalchemy_uri(app.config["DATABASE_URL"]),
+        # Errors and logs never carry statement parameters: they hold message text.
+        SQLALCHEMY_ENGINE_OPTIONS={"hide_parameters": True},
+        MAX_CONTENT_LENGTH=config.MAX_BODY_BYTES,
+    )
+    app.json.sort_keys = False
+
+    logs.configure(app.config["LOG_LEVEL"])
+    db.init_app(app)
+    storage.init_app(app)
+    errors.init_app(app)
+    request_log.init_app(app)
+    metrics.init_app(app)
+
+    from . import cli, health, messages, stats, webhook
+
+    for blueprint in (webhook.bp, messages.bp, stats.bp, health.bp):
+        app.register_blueprint(blueprint)
+    cli.init_app(app)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

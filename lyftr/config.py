@@ -1,0 +1,54 @@
+"""Configuration: read from the environment here and nowhere else."""
+
+import os
+
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/app.db"
+
+# text is at most 4096 characters; as JSON escapes of astral characters (12 bytes each) a maximal
+# valid body is about 50 KiB, so 64 KiB accepts every valid message and little else.
+MAX_BODY_BYTES = 64 * 1024
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def from_env(environ=None):
+    """Return the app's settings from the environment (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    return {
+        "WEBHOOK_SECRET": env.get("WEBHOOK_SECRET", ""),
+        "WEBHOOK_SECRET_PREVIOUS": env.get("WEBHOOK_SECRET_PREVIOUS", ""),
+        "API_TOKEN": env.get("API_TOKEN", ""),
+        "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+        "LOG_LEVEL": level if level in LOG_LEVELS else "INFO",
+        "DB_BUSY_TIMEOUT_MS": _int(env.get("DB_BUSY_TIMEOUT_MS"), 5000),
+    }
+
+
+def _int(value, default):
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def sqlalchemy_uri(database_url):
+    """Turn ``DATABASE_URL`` into the URI SQLAlchemy gets.
+
+    A relative SQLite path is resolved against the working directory, as an operator reads it;
+    Flask-SQLAlchemy would otherwise put it under the instance folder.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = url.set(database=os.path.abspath(url.database))
+    return url.render_as_string(hide_password=False)
+
+
+def sqlite_path(uri):
+    """The file behind a SQLite URI, or None for any other database."""
+    url = make_url(uri)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return url.database
+    return None

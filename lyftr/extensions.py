@@ -1,0 +1,11 @@
+"""Extensions, created unbound here and bound to an app in the factory."""
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)

@@ -1,0 +1,37 @@
+"""The tables.
+
+``ts`` is kept exactly as received; ``ts_key`` is the same instant in a form that sorts and compares
+chronologically as text, fractional seconds of any precision included (see ``timestamps.sort_key``).
+``sender_counts`` is maintained in the insert's own transaction, so /stats never scans messages.
+"""
+
+from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+
+    message_id: Mapped[str] = mapped_column(String, primary_key=True)
+    from_msisdn: Mapped[str] = mapped_column(String, nullable=False)
+    to_msisdn: Mapped[str] = mapped_column(String, nullable=False)
+    ts: Mapped[str] = mapped_column(String, nullable=False)
+    ts_key: Mapped[str] = mapped_column(String, nullable=False)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[str] = mapped_column(String, nullable=False)
+
+    __table_args__ = (
+        Index("ix_messages_ts_key", "ts_key", "message_id"),
+        Index("ix_messages_from_ts_key", "from_msisdn", "ts_key", "message_id"),
+    )
+
+
+class SenderCount(db.Model):
+    __tablename__ = "sender_counts"
+
+    from_msisdn: Mapped[str] = mapped_column(String, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (Index("ix_sender_counts_rank", count.desc(), "from_msisdn"),)
