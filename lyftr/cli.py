@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from . import signing, storage
 
@@ -21,6 +22,7 @@ def _secret():
 
 
 @click.command("sign")
+@with_appcontext
 @click.argument("file", type=click.File("rb"), default="-")
 def sign_command(file):
     """Print the X-Signature of FILE's exact bytes (stdin with '-')."""
@@ -28,6 +30,7 @@ def sign_command(file):
 
 
 @click.command("send")
+@with_appcontext
 @click.option("--url", default="http://localhost:8000", show_default=True, help="Server base URL.")
 @click.option("--message-id", default=None, help="Default: a new random ID.")
 @click.option("--from", "sender", default="+919876543210", show_default=True)
@@ -63,6 +66,7 @@ def send_command(url, message_id, sender, recipient, ts, text):
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command():
     """Create the database and its schema (the server also does this on its own)."""
     storage.ensure_schema()

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from flask import current_app
 from sqlalchemy import event, func, literal_column, select, text, tuple_
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 
 from .config import sqlite_path
 from .extensions import db
@@ -82,7 +83,10 @@ def ensure_schema():
         return
     path = sqlite_path(str(db.engine.url))
     if path:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as exc:  # a database that cannot be opened: 503 and not ready, like any other
+            raise OperationalError(None, None, exc) from exc
     with write_transaction() as connection:
         db.metadata.create_all(connection)
         if connection.dialect.name == "sqlite":

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 # [0-9], not \d: \d also matches other scripts' digits, which are not ISO-8601.
 _ISO = re.compile(
     r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
-    r"(?:[Tt](?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?"
+    r"(?:(?P<sep>[Tt])(?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.(?P<frac>[0-9]{1,9}))?"
     r"(?P<zone>[Zz]|[+-][0-9]{2}:?[0-9]{2})?)?"
 )
 
@@ -21,7 +21,8 @@ def _parse(value, *, require_z):
     if match is None:
         return None
     zone = match["zone"]
-    if require_z and (match["time"] is None or zone not in ("Z", "z")):
+    # A message ts is written exactly as the contract says: upper-case "T" and "Z".
+    if require_z and (match["time"] is None or match["sep"] != "T" or zone != "Z"):
         return None
     try:
         moment = datetime.fromisoformat(f"{match['date']}T{match['time'] or '00:00:00'}")

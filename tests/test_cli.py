@@ -1,0 +1,146 @@
+"""Operator commands: sign, send and init-db."""
+
+import hashlib
+import hmac
+import os
+import socket
+import sqlite3
+import threading
+
+import pytest
+from conftest import SECRET, stored_total
+from werkzeug.serving import make_server
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def hmac_hex(secret, data):
+    return hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"message_id":"m1"}', b'{"message_id": "m1"}\n', b"\xff\x00 not utf-8 \r\n", b""],
+    ids=["compact", "trailing-newline", "binary", "empty"],
+)
+def test_sign_file(runner, tmp_path, data):
+    path = tmp_path / "body.json"
+    path.write_bytes(data)
+    result = runner.invoke(args=["sign", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output == hmac_hex(SECRET, data) + "\n"
+
+
+def test_sign_stdin(runner):
+    data = b'{"message_id": "m1"}'
+    result = runner.invoke(args=["sign", "-"], input=data)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == hmac_hex(SECRET, data)
+
+
+def test_sign_matches_what_the_server_accepts(runner, client, tmp_path):
+    path = tmp_path / "body.json"
+    path.write_bytes(b'{"message_id":"cli","from":"+1","to":"+2","ts":"2025-01-15T10:00:00Z"}')
+    signature = runner.invoke(args=["sign", str(path)]).output.strip()
+    response = client.post("/webhook", data=path.read_bytes(), headers={"X-Signature": signature})
+    assert response.status_code == 200
+
+
+def test_sign_without_secret_fails(make_app, tmp_path):
+    path = tmp_path / "body.json"
+    path.write_bytes(b"{}")
+    result = make_app(WEBHOOK_SECRET="").test_cli_runner().invoke(args=["sign", str(path)])
+    assert result.exit_code != 0
+    assert "WEBHOOK_SECRET" in result.output
+
+
+def test_sign_missing_file_fails(runner, tmp_path):
+    result = runner.invoke(args=["sign", str(tmp_path / "absent.json")])
+    assert result.exit_code != 0
+    assert "absent.json" in result.output
+
+
+def tables(path):
+    with sqlite3.connect(path) as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    return names
+
+
+def test_init_db_creates_database_and_schema(make_app, tmp_path):
+    # The directory cannot be created while the app starts; init-db applies the schema later.
+    blocker = tmp_path / "later"
+    blocker.write_text("")
+    app = make_app(DATABASE_URL=f"sqlite:///{blocker}/sub/app.db")
+    os.remove(blocker)
+    result = app.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    assert "schema applied" in result.output
+    db_file = tmp_path / "later" / "sub" / "app.db"
+    assert {"messages", "sender_counts", "messages_fts"} <= tables(db_file)
+
+
+def test_init_db_is_idempotent(runner, send, client):
+    assert send().status_code == 200
+    for _ in range(2):
+        result = runner.invoke(args=["init-db"])
+        assert result.exit_code == 0, result.output
+    assert stored_total(client) == 1
+
+
+def test_init_db_unreachable_fails(make_app, tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    result = make_app(DATABASE_URL=f"sqlite:///{blocker}/app.db").test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code != 0
+    assert "schema applied" not in result.output
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_send_unreachable_fails_cleanly(runner):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(args=["send", "--url", url])
+    assert result.exit_code != 0
+    assert f"cannot reach {url}" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def server(app):
+    """The app served over real HTTP on a free local port, for ``send``."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_send_delivers_signed_message(runner, server, client):
+    result = runner.invoke(args=[
+        "send", "--url", server, "--message-id", "cli-1", "--ts", "2025-01-15T10:00:00Z", "--text", "hi"
+    ])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("200 ")
+    assert client.get("/messages").get_json()["data"] == [{
+        "message_id": "cli-1", "from": "+919876543210", "to": "+14155550100",
+        "ts": "2025-01-15T10:00:00Z", "text": "hi",
+    }]
+
+
+def test_send_reports_rejection(make_app, app, server):
+    # The CLI signs with another secret than the server's: the 401 is shown and the exit is 1.
+    other = make_app(WEBHOOK_SECRET="other-secret", DATABASE_URL="sqlite:///:memory:")
+    result = other.test_cli_runner().invoke(args=["send", "--url", server])
+    assert result.exit_code == 1
+    assert result.output.startswith("401 ")
+    assert "invalid signature" in result.output
