@@ -1,0 +1,73 @@
+"""Gunicorn settings for lyftr: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+
+Every value can be overridden on the command line; the environment variables are documented in the
+README. Measurements behind the defaults are in the README's "Performance" section.
+"""
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+# Metrics: each worker writes its samples to files here and any worker's /metrics sums them. Set
+# before any worker imports prometheus_client; a private directory per server unless configured.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="lyftr-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+os.makedirs(_metrics_dir, exist_ok=True)
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2)
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+
+# A worker silent for this long is killed and replaced; it must outlast the SQLite busy timeout.
+timeout = 30
+# SIGTERM: stop accepting, let in-flight requests finish for up to this long.
+graceful_timeout = 20
+keepalive = 5
+# Request line and headers stay bounded (Gunicorn's defaults, stated); the body limit is Flask's.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+# Nothing to manage at runtime through a socket; an open control socket is only attack surface.
+control_socket_disable = True
+
+# Every line is JSON: Gunicorn's own lines go through the app's formatter on the root logger. The
+# app writes one line per request itself, so Gunicorn's access log is silenced (a logconfig_dict
+# turns it on, and both Gunicorn loggers must be overridden or lines are duplicated).
+_level = (os.environ.get("LOG_LEVEL") or "INFO").upper()
+if _level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    _level = "INFO"
+loglevel = _level.lower()
+accesslog = None
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "lyftr.logs.LineFormatter"}},
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        "discard": {"class": "logging.NullHandler"},
+    },
+    "root": {"level": _level, "handlers": ["stdout"]},
+    "loggers": {
+        "gunicorn.error": {"level": _level, "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "CRITICAL", "handlers": ["discard"], "propagate": False},
+    },
+}
+
+
+def on_starting(server):
+    """Start every server with empty metrics: files of a previous run would be summed in."""
+    for entry in os.listdir(_metrics_dir):
+        path = os.path.join(_metrics_dir, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
