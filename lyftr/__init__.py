@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import config, errors, logs, metrics, request_log, storage
+from . import auth, config, errors, logs, metrics, request_log, storage
 from .extensions import db
 
 
@@ -25,6 +25,7 @@ def create_app(test_config=None):
     storage.init_app(app)
     errors.init_app(app)
     request_log.init_app(app)
+    auth.init_app(app)
     metrics.init_app(app)
 
     from . import cli, health, messages, stats, webhook
