@@ -19,6 +19,8 @@ def create_app(test_config=None):
         MAX_CONTENT_LENGTH=config.MAX_BODY_BYTES,
     )
     app.json.sort_keys = False
+    # '//x' is a 404 like any unknown URL, not a redirect with an HTML body.
+    app.url_map.merge_slashes = False
 
     logs.configure(app.config["LOG_LEVEL"])
     db.init_app(app)
@@ -28,9 +30,9 @@ def create_app(test_config=None):
     auth.init_app(app)
     metrics.init_app(app)
 
-    from . import cli, health, messages, stats, webhook
+    from . import cli, health, messages, openapi, stats, webhook
 
-    for blueprint in (webhook.bp, messages.bp, stats.bp, health.bp):
+    for blueprint in (webhook.bp, messages.bp, stats.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
 

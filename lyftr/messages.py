@@ -17,6 +17,15 @@ def _invalid_query(name, value, msg):
     )
 
 
+def _storable(value):
+    # JSON escapes can spell lone surrogates, which no cursor of ours holds and SQLite cannot bind.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @bp.get("/messages")
 def list_messages():
     args = request.args.to_dict(flat=True)
@@ -28,7 +37,7 @@ def list_messages():
     after = None
     if query["cursor"] is not None:
         after = storage.decode_cursor(query["cursor"])
-        if after is None:
+        if after is None or not all(_storable(part) for part in after):
             return _invalid_query("cursor", query["cursor"], "Value should be a next_cursor from this API")
 
     data, total, next_cursor = storage.list_messages(

@@ -5,11 +5,10 @@ import math
 
 from flask import Blueprint, current_app, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import metrics, schemas, signing, storage
-from .errors import error_response, unavailable
+from .errors import error_response, is_database_unavailable, unavailable
 from .request_log import annotate
 
 bp = Blueprint("webhook", __name__)
@@ -85,11 +84,9 @@ def receive():
 
     try:
         created = storage.insert_message(message)
-    except OperationalError:
-        _outcome("unavailable", message_id=message["message_id"], dup=False, key=key)
-        raise
-    except Exception:
-        _outcome("error", message_id=message["message_id"], dup=False, key=key)
+    except Exception as exc:
+        result = "unavailable" if is_database_unavailable(exc) else "error"
+        _outcome(result, message_id=message["message_id"], dup=False, key=key)
         raise
     _outcome("created" if created else "duplicate", message_id=message["message_id"],
              dup=not created, key=key)

@@ -88,3 +88,9 @@ def test_database_recovers_without_restart(blocked, send):
     assert send().status_code == 200
     assert stored_total(client) == 1
     assert client.get("/messages").get_json()["data"] == [sample_message()]
+
+
+def test_double_slash_is_a_json_404_not_a_redirect(client):
+    response = client.get("/health//live")
+    assert response.status_code == 404
+    assert response.is_json
