@@ -15,10 +15,19 @@ _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(pr
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 os.makedirs(_metrics_dir, exist_ok=True)
 
+
+
+def _int_env(name, default):
+    try:
+        return int(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
 bind = os.environ.get("BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2)
+workers = _int_env("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2)
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+threads = _int_env("GUNICORN_THREADS", 4)
 
 # A worker silent for this long is killed and replaced; it must outlast the SQLite busy timeout.
 timeout = 30

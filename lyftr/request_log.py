@@ -9,7 +9,8 @@ import re
 import uuid
 from time import perf_counter
 
-from flask import g, request
+from flask import current_app, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import metrics
 
@@ -23,6 +24,21 @@ def annotate(**fields):
     g.log_fields.update(fields)
 
 
+def _route():
+    """The matched route's pattern; for a 405 the route the URL exists under; else None."""
+    if request.url_rule is not None:
+        return request.url_rule.rule
+    error = request.routing_exception
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        adapter = current_app.url_map.bind_to_environ(request.environ)
+        try:
+            rule, _ = adapter.match(method=error.valid_methods[0], return_rule=True)
+        except HTTPException:
+            return None
+        return rule.rule
+    return None
+
+
 def start_request():
     g.started = perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
@@ -34,8 +50,7 @@ def finish_request(response):
     latency_ms = (perf_counter() - g.get("started", perf_counter())) * 1000
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
-    route = request.url_rule.rule if request.url_rule is not None else None
-    metrics.observe(request.method, route, response.status_code, latency_ms)
+    metrics.observe(request.method, _route(), response.status_code, latency_ms)
 
     fields = g.get("log_fields", {})
     error = g.get("error")

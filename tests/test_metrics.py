@@ -124,3 +124,9 @@ def test_latency_histogram(client, send):
     bucket_500 = metric(client, "request_latency_ms_bucket", le="500")
     total = metric(client, "request_latency_ms_bucket", le="+Inf")
     assert bucket_100 <= bucket_500 <= total
+
+
+def test_wrong_method_is_counted_under_its_route(client):
+    before = http(client, "DELETE", "/webhook", 405)
+    assert client.delete("/webhook").status_code == 405
+    assert http(client, "DELETE", "/webhook", 405) == before + 1
