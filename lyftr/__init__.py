@@ -1,13 +1,16 @@
 """lyftr: a webhook ingestion service that stores each signed message exactly once."""
 
-from flask import Flask
-
-from . import auth, config, errors, logs, metrics, request_log, storage
-from .extensions import db
-
 
 def create_app(test_config=None):
     """Build the app from the environment; ``test_config`` overrides individual settings."""
+    # Imported here, not at the top: Gunicorn's master imports lyftr.logs for its log formatter
+    # and should not load the app (nor create its locks) before the workers' gevent patching.
+    from flask import Flask
+
+    from . import auth, cli, config, errors, health, logs, messages, metrics, openapi, request_log
+    from . import stats, storage, webhook
+    from .extensions import db
+
     app = Flask(__name__)
     app.config.update(config.from_env())
     if test_config:
@@ -29,8 +32,6 @@ def create_app(test_config=None):
     request_log.init_app(app)
     auth.init_app(app)
     metrics.init_app(app)
-
-    from . import cli, health, messages, openapi, stats, webhook
 
     for blueprint in (webhook.bp, messages.bp, stats.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)

@@ -31,7 +31,7 @@ STOP_TIMEOUT = 30.0
 # Settings of the server that a developer's shell could carry into the tests: each test states its own.
 _SCRUBBED_ENV = (
     "WEBHOOK_SECRET", "WEBHOOK_SECRET_PREVIOUS", "API_TOKEN", "DATABASE_URL", "LOG_LEVEL",
-    "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_CMD_ARGS", "BIND", "DB_BUSY_TIMEOUT_MS",
+    "WEB_CONCURRENCY", "GUNICORN_WORKER_CONNECTIONS", "GUNICORN_CMD_ARGS", "BIND", "DB_BUSY_TIMEOUT_MS",
     "PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir",
 )
 
