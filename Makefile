@@ -23,6 +23,11 @@ test-unit: $(STAMP)
 test-e2e: $(STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
+# The real server under wrk, then reads at 1,000,000 messages (about 6 minutes; needs `wrk`).
+# Options: make bench BENCH_ARGS="--messages 200000 --duration 5"; results in bench/results/.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 up:
 	docker compose up -d --build
 

@@ -360,3 +360,12 @@ def test_several_invalid_parameters_reported(client):
     assert response.status_code == 422
     locs = sorted(tuple(entry["loc"]) for entry in response.get_json()["detail"])
     assert locs == [("query", "limit"), ("query", "offset"), ("query", "since")]
+
+
+def test_q_with_a_nul_character_searches_instead_of_failing(client, send):
+    send(sample_message(message_id="nul", text="before\x00after"))
+    send(sample_message(message_id="plain", text="beforeafter"))
+    for q in ("e\x00a", "before\x00after", "\x00"):
+        response = client.get("/messages", query_string={"q": q})
+        assert response.status_code == 200
+        assert [m["message_id"] for m in response.get_json()["data"]] == ["nul"]
