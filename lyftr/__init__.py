@@ -9,7 +9,7 @@ def create_app(test_config=None):
 
     from . import auth, cli, config, errors, health, logs, messages, metrics, openapi, request_log
     from . import stats, storage, webhook
-    from .extensions import db
+    from .extensions import db, migrate
 
     app = Flask(__name__)
     app.config.update(config.from_env())
@@ -17,8 +17,7 @@ def create_app(test_config=None):
         app.config.update(test_config)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=config.sqlalchemy_uri(app.config["DATABASE_URL"]),
-        # Errors and logs never carry statement parameters: they hold message text.
-        SQLALCHEMY_ENGINE_OPTIONS={"hide_parameters": True},
+        SQLALCHEMY_ENGINE_OPTIONS=config.engine_options(app.config),
         MAX_CONTENT_LENGTH=config.MAX_BODY_BYTES,
     )
     app.json.sort_keys = False
@@ -27,6 +26,7 @@ def create_app(test_config=None):
 
     logs.configure(app.config["LOG_LEVEL"])
     db.init_app(app)
+    migrate.init_app(app, db, directory=storage.MIGRATIONS_DIR)
     storage.init_app(app)
     errors.init_app(app)
     request_log.init_app(app)

@@ -71,7 +71,7 @@ def send_command(url, message_id, sender, recipient, ts, text):
 @click.command("init-db")
 @with_appcontext
 def init_db_command():
-    """Create the database and its schema (the server also does this on its own)."""
+    """Create the database and apply its migrations (as `flask db upgrade`; the server also does)."""
     storage.ensure_schema()
     click.echo("schema applied")
 
@@ -203,7 +203,7 @@ def seed_command(count, senders, vocabulary, seed, days):
         synthetic_messages(count, senders=senders, vocabulary=vocabulary, seed=seed, days=days)
     )
     elapsed = time.perf_counter() - started
-    storage.checkpoint()
+    storage.after_bulk_load()
     rate = count / elapsed if elapsed > 0 else 0.0
     click.echo(
         f"seeded {stored} new messages ({count - stored} already stored) "

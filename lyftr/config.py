@@ -24,6 +24,10 @@ def from_env(environ=None):
         "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
         "LOG_LEVEL": level if level in LOG_LEVELS else "INFO",
         "DB_BUSY_TIMEOUT_MS": _int(env.get("DB_BUSY_TIMEOUT_MS"), 5000),
+        # PostgreSQL only: connections kept per worker process, and extra ones allowed under load.
+        "DB_POOL_SIZE": _int(env.get("DB_POOL_SIZE"), 5),
+        "DB_MAX_OVERFLOW": _int(env.get("DB_MAX_OVERFLOW"), 10),
+        "DB_CONNECT_TIMEOUT_S": _int(env.get("DB_CONNECT_TIMEOUT_S"), 3),
     }
 
 
@@ -43,7 +47,27 @@ def sqlalchemy_uri(database_url):
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         url = url.set(database=os.path.abspath(url.database))
+    # postgresql:// (and Heroku-style postgres://) mean the driver that is installed: psycopg 3.
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
     return url.render_as_string(hide_password=False)
+
+
+def engine_options(settings):
+    """SQLAlchemy engine options for the app's database."""
+    # Errors and logs never carry statement parameters: they hold message text.
+    options = {"hide_parameters": True}
+    if make_url(sqlalchemy_uri(settings["DATABASE_URL"])).get_backend_name() == "postgresql":
+        options.update(
+            pool_size=settings["DB_POOL_SIZE"],
+            max_overflow=settings["DB_MAX_OVERFLOW"],
+            # A connection the server dropped (restart, failover) is replaced before it is used.
+            pool_pre_ping=True,
+            # Waiting longer for a free connection than for the database itself helps nobody.
+            pool_timeout=settings["DB_CONNECT_TIMEOUT_S"],
+            connect_args={"connect_timeout": settings["DB_CONNECT_TIMEOUT_S"]},
+        )
+    return options
 
 
 def sqlite_path(uri):

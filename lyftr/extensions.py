@@ -1,5 +1,6 @@
 """Extensions, created unbound here and bound to an app in the factory."""
 
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
@@ -9,3 +10,7 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+# `flask db upgrade|current|history|...` on lyftr/migrations (bound with its directory in the factory).
+migrate = Migrate()

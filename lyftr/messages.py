@@ -18,12 +18,13 @@ def _invalid_query(name, value, msg):
 
 
 def _storable(value):
-    # JSON escapes can spell lone surrogates, which no cursor of ours holds and SQLite cannot bind.
+    # JSON escapes can spell lone surrogates or NUL, which no cursor of ours holds and which a
+    # database cannot bind (SQLite the former, PostgreSQL either).
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in value
 
 
 @bp.get("/messages")

@@ -85,6 +85,10 @@ class WebhookMessageSchema(Schema):
     def check_message_id(self, value, **kwargs):
         if not 1 <= len(value) <= MESSAGE_ID_MAX:
             raise ValidationError(f"String should have 1 to {MESSAGE_ID_MAX} characters")
+        # An identifier with NUL is nobody's real ID, and PostgreSQL cannot store one: refused on
+        # every backend alike. (Message text may hold NUL: it is stored and searched exactly.)
+        if "\x00" in value:
+            raise ValidationError("String should not contain NUL characters")
 
     @validates("from_msisdn", "to_msisdn")
     def check_msisdn(self, value, **kwargs):

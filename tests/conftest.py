@@ -1,18 +1,87 @@
-"""Fixtures: an app on a temporary SQLite database, its test client and a signed-request helper."""
+"""Fixtures: an app on a temporary database, its test client and a signed-request helper.
+
+Every test that uses ``database_url`` (through ``app``, ``client``, ``make_app`` or the end-to-end
+servers) runs twice: on a new SQLite file, and on PostgreSQL in a new schema of its own when
+LYFTR_TEST_POSTGRES_URL is set (skipped, with the reason, when it is not). Tests of what only
+SQLite has (its file, its locks, its search index) are marked ``sqlite_only``.
+"""
 
 import json
+import os
+import uuid
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from lyftr import create_app
 from lyftr.signing import sign
 
 SECRET = "test-secret"
+POSTGRES_URL = os.environ.get("LYFTR_TEST_POSTGRES_URL", "")
+NO_POSTGRES = (
+    "PostgreSQL tier: set LYFTR_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+)
+
+
+def postgres_admin():
+    """A psycopg connection (autocommit) to the test server's database, for setup and checks."""
+    import psycopg
+
+    url = make_url(POSTGRES_URL).set(drivername="postgresql")
+    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+
+class PostgresSchema:
+    """A fresh schema for one test; the URL given to the app puts it first on the search_path.
+    ``application_name`` marks the test's connections, so teardown can end any left open."""
+
+    def __init__(self):
+        self.name = f"lyftr_test_{uuid.uuid4().hex[:12]}"
+        self.url = make_url(POSTGRES_URL).update_query_dict({
+            "options": f"-csearch_path={self.name},public",
+            "application_name": self.name,
+        }).render_as_string(hide_password=False)
+
+    def __enter__(self):
+        with postgres_admin() as connection:
+            # pg_trgm once per database, in public: a per-test schema would take it along when dropped.
+            connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+            connection.execute(f'CREATE SCHEMA "{self.name}"')
+        return self
+
+    def __exit__(self, *exc):
+        with postgres_admin() as connection:
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()", (self.name,)
+            )
+            connection.execute(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request):
+    """The database backend this test runs on."""
+    if request.param == "postgres":
+        if not POSTGRES_URL:
+            pytest.skip(NO_POSTGRES)
+        if request.node.get_closest_marker("sqlite_only"):
+            pytest.skip("SQLite-specific")
+    return request.param
 
 
 @pytest.fixture
-def app(tmp_path):
-    return create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path}/app.db"})
+def database_url(backend, tmp_path):
+    """A new, empty database of the test's backend."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/app.db"
+        return
+    with PostgresSchema() as schema:
+        yield schema.url
+
+
+@pytest.fixture
+def app(database_url):
+    return create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url})
 
 
 @pytest.fixture
@@ -57,11 +126,11 @@ def send(client):
 
 
 @pytest.fixture
-def make_app(tmp_path):
+def make_app(database_url):
     """Build another app with settings of the test's choosing (default: the ``app`` fixture's)."""
 
     def make(**overrides):
-        config = {"WEBHOOK_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path}/app.db"}
+        config = {"WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url}
         config.update(overrides)
         return create_app(config)
 

@@ -97,6 +97,7 @@ def busy(make_app, tmp_path):
     return client, tmp_path / "app.db"
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("holder", ["connection", "process"])
 def test_webhook_503_while_database_locked_then_retry_stores_once(busy, caplog, holder):
     client, path = busy
@@ -129,6 +130,7 @@ def test_webhook_503_while_database_locked_then_retry_stores_once(busy, caplog, 
     assert stats["messages_per_sender"] == [{"from": message["from"], "count": 2}]
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("failed_write_first", [False, True], ids=["reads-only", "after-a-503"])
 def test_reads_while_database_locked(busy, failed_write_first):
     # In WAL mode a writer's lock, even BEGIN EXCLUSIVE, does not block readers: reads stay 200 and
@@ -147,6 +149,7 @@ def test_reads_while_database_locked(busy, failed_write_first):
     assert client.get("/health/ready").status_code == 200
 
 
+@pytest.mark.sqlite_only
 def test_lock_released_within_busy_timeout_is_not_an_error(make_app, tmp_path):
     # A writer that holds the lock briefly only delays a delivery: the busy timeout waits for it.
     client = make_app(DB_BUSY_TIMEOUT_MS=5000).test_client()
@@ -166,6 +169,7 @@ def test_lock_released_within_busy_timeout_is_not_an_error(make_app, tmp_path):
     assert client.get("/stats").get_json()["total_messages"] == 1
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("sender_known", [False, True], ids=["new-sender", "known-sender"])
 def test_failure_mid_transaction_leaves_nothing_half_written(make_app, tmp_path, sender_known):
     # The message row is inserted first; the sender count after it fails: the row must go too.
@@ -206,6 +210,7 @@ def test_failure_mid_transaction_leaves_nothing_half_written(make_app, tmp_path,
 # (A directory blocked by a regular file is covered in test_health.py and test_errors.py.)
 
 
+@pytest.mark.sqlite_only
 def test_database_path_is_a_directory_at_start_then_appears(make_app, tmp_path):
     path = tmp_path / "app.db"
     path.mkdir()
@@ -225,6 +230,7 @@ def test_database_path_is_a_directory_at_start_then_appears(make_app, tmp_path):
     assert client.get("/messages").get_json()["data"] == [sample_message()]
 
 
+@pytest.mark.sqlite_only
 def test_file_that_is_not_a_database(make_app, tmp_path, caplog):
     path = tmp_path / "app.db"
     path.write_bytes(b"this is not a database\n" * 100)

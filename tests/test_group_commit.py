@@ -9,7 +9,7 @@ import pytest
 from conftest import SECRET
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from lyftr import create_app, schemas, storage
+from lyftr import create_app, schemas, sqlite_store, storage
 
 
 def message(message_id, sender="+919876543210", text="hello"):
@@ -41,11 +41,11 @@ def insert_concurrently(app, messages):
                 outcomes[i] = exc
 
     threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(messages))]
-    with storage._writer:
+    with sqlite_store._writer:
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
-        while len(storage._pending) < len(messages):
+        while len(sqlite_store._pending) < len(messages):
             assert time.monotonic() < deadline, "deliveries did not queue"
             time.sleep(0.01)
     for thread in threads:
@@ -99,6 +99,7 @@ def test_a_failing_delivery_fails_alone(app):
     assert indexed == 2
 
 
+@pytest.mark.sqlite_only
 def test_waiting_past_the_busy_timeout_is_a_503_and_stores_nothing(make_app):
     app = make_app(DB_BUSY_TIMEOUT_MS=200)
     with app.app_context():
@@ -112,14 +113,14 @@ def test_waiting_past_the_busy_timeout_is_a_503_and_stores_nothing(make_app):
             except OperationalError as exc:
                 outcomes.append(exc)
 
-    with storage._writer:  # held longer than the busy timeout
+    with sqlite_store._writer:  # held longer than the busy timeout
         threads = [threading.Thread(target=deliver, args=(m,)) for m in ("x", "y")]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(10)
     assert len(outcomes) == 2 and all(isinstance(o, OperationalError) for o in outcomes)
-    assert storage._pending == []
+    assert sqlite_store._pending == []
     assert rows(app)[0] == []
     with app.app_context():  # and the next delivery goes through
         assert storage.insert_message(message("x")) is True

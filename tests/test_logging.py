@@ -151,6 +151,7 @@ TEXT = "PRIVATE-TEXT-5a1e"
 PREVIOUS = "PREVIOUS-SECRET-77c0"
 
 
+@pytest.mark.sqlite_only
 def test_text_secret_and_signature_never_logged(make_app, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     app = make_app(WEBHOOK_SECRET_PREVIOUS=PREVIOUS)

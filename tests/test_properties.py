@@ -139,6 +139,7 @@ def is_valid(payload):
     text = payload.get("text")
     return (
         1 <= len(payload["message_id"]) <= MESSAGE_ID_MAX
+        and "\x00" not in payload["message_id"]
         and MSISDN.fullmatch(payload["from"]) is not None
         and MSISDN.fullmatch(payload["to"]) is not None
         and valid_ts(payload["ts"])

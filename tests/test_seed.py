@@ -1,13 +1,14 @@
 """Bulk loading: storage.bulk_insert and ``flask seed`` leave what the webhook would, only faster."""
 
+import contextlib
 import json
-import sqlite3
 from collections import Counter
 
 import pytest
-from conftest import SECRET, Sender, sample_message
+from conftest import SECRET, PostgresSchema, Sender, sample_message
 
-from lyftr import create_app, schemas, storage
+from lyftr import create_app, schemas, sqlite_store, storage
+from lyftr.extensions import db
 from lyftr.cli import RARE_WORDS, synthetic_messages
 
 
@@ -24,10 +25,6 @@ def stored(message):
     return schemas.WebhookMessageSchema().load(message)
 
 
-def db_path(app):
-    return app.config["DATABASE_URL"].removeprefix("sqlite:///")
-
-
 def every_message(client, **filters):
     """All pages of /messages with ``filters``; checks ``total`` against the rows on the way."""
     rows, offset = [], 0
@@ -42,25 +39,37 @@ def every_message(client, **filters):
 
 def derived_tables(app):
     """Everything bulk_insert must keep consistent: counts and the search index, by message."""
-    with sqlite3.connect(db_path(app)) as connection:
-        counts = connection.execute("SELECT from_msisdn, count FROM sender_counts ORDER BY 1").fetchall()
-        search = connection.execute(
+    if app.config["DATABASE_URL"].startswith("sqlite"):
+        search_sql = (
             "SELECT m.message_id, f.text_folded FROM messages_fts f JOIN messages m ON m.rowid = f.rowid "
             "ORDER BY 1"
-        ).fetchall()
-        orphans = connection.execute(
-            "SELECT count(*) FROM messages_fts WHERE rowid NOT IN (SELECT rowid FROM messages)"
-        ).fetchone()[0]
-    connection.close()
+        )
+        orphans_sql = "SELECT count(*) FROM messages_fts WHERE rowid NOT IN (SELECT rowid FROM messages)"
+    else:  # the search column is part of the row: it cannot be orphaned
+        search_sql = "SELECT message_id, text_folded FROM messages WHERE text_folded <> '' ORDER BY 1"
+        orphans_sql = "SELECT 0"
+    with app.app_context(), db.engine.connect() as connection:
+        counts = connection.exec_driver_sql(
+            "SELECT from_msisdn, count FROM sender_counts ORDER BY 1"
+        ).all()
+        search = connection.exec_driver_sql(search_sql).all()
+        orphans = connection.exec_driver_sql(orphans_sql).scalar()
     return {"counts": counts, "search": search, "orphans": orphans}
 
 
 @pytest.fixture
-def two_apps(tmp_path):
+def two_apps(backend, tmp_path):
     """One app fed through the webhook one message at a time, one through bulk_insert."""
-    one = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path}/one.db"})
-    bulk = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path}/bulk.db"})
-    return one, bulk
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            urls = [f"sqlite:///{tmp_path}/one.db", f"sqlite:///{tmp_path}/bulk.db"]
+        else:
+            urls = [stack.enter_context(PostgresSchema()).url for _ in range(2)]
+        apps = [create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": url}) for url in urls]
+        yield apps
+        for app in apps:
+            with app.app_context():
+                db.engine.dispose()
 
 
 def corpus():
@@ -145,12 +154,13 @@ def test_bulk_insert_empty(app, client):
     assert client.get("/stats").get_json()["total_messages"] == 0
 
 
+@pytest.mark.sqlite_only
 def test_bulk_insert_leaves_the_connection_settings_alone(app):
     with app.app_context():
-        with storage.read_transaction() as connection:
+        with sqlite_store.read_transaction() as connection:
             before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
         storage.bulk_insert(list(synthetic_messages(10)))
-        with storage.read_transaction() as connection:
+        with sqlite_store.read_transaction() as connection:
             assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == before
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the end-to-end tier: real Gunicorn servers on temporary SQLite databases."""
+"""Fixtures of the end-to-end tier: real Gunicorn servers on a temporary database of each backend
+(``database_url``, from the unit tests' conftest)."""
 
 import contextlib
 import itertools
@@ -12,8 +13,8 @@ _DEFAULT = object()
 
 
 @pytest.fixture
-def db_url(tmp_path):
-    return f"sqlite:///{tmp_path}/app.db"
+def db_url(database_url):
+    return database_url
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""Alembic environment: migrations run in a locked transaction, never beside another process's.
+
+The app passes its own connection (``config.attributes["connection"]``, see ``storage.upgrade``);
+``flask db upgrade`` passes none, and one is taken here the same way. Logging is left to the app.
+"""
+
+from alembic import context
+from flask import current_app
+
+from lyftr import storage
+from lyftr.extensions import db
+
+
+def run_migrations(connection):
+    context.configure(connection=connection, target_metadata=db.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_offline():
+    context.configure(
+        url=current_app.config["SQLALCHEMY_DATABASE_URI"],
+        target_metadata=db.metadata,
+        literal_binds=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+elif context.config.attributes.get("connection") is not None:
+    run_migrations(context.config.attributes["connection"])
+else:
+    with storage.migration_transaction() as connection:
+        run_migrations(connection)
