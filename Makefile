@@ -25,6 +25,7 @@ test-e2e: $(STAMP)
 
 # The real server under wrk, then reads at 1,000,000 messages (about 6 minutes; needs `wrk`).
 # Options: make bench BENCH_ARGS="--messages 200000 --duration 5"; results in bench/results/.
+# PostgreSQL: BENCH_ARGS="--database-url postgresql+psycopg://..." (its own schema, dropped after).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

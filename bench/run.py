@@ -4,16 +4,22 @@
     make bench                      # or: .venv/bin/python bench/run.py [--messages N] [--duration S]
 
 1. Starts ``gunicorn -c gunicorn.conf.py wsgi:app`` as configured (worker class and count as the
-   config and environment say) on a free loopback port, with a temporary database and its own
-   PROMETHEUS_MULTIPROC_DIR.
+   config and environment say) on a free loopback port, with a temporary SQLite database (or the
+   --database-url one) and its own PROMETHEUS_MULTIPROC_DIR. With a PostgreSQL --database-url
+   (postgresql+psycopg://...) the bench works in a new schema of that database, ``lyftr_bench_<UTC
+   time>``, first on the search_path of every connection the server and ``seed`` make; nothing else
+   in that database is touched, and the schema is dropped at the end (kept with --keep).
 2. wrk, 16 connections: POST /webhook with new messages (pre-signed bodies, each sent once), the
    same bodies again (duplicates), then GET /health/live (the HTTP stack's ceiling).
 3. ``flask --app wsgi seed`` fills the same database up to --messages messages.
 4. wrk, 1 connection per query: p50/p99 of /messages (first page, from=, since=, q= rare and common
    words, offset=N/2, a cursor page in the middle) and /stats; webhook ingest at that size too.
-5. Resident memory of the server (master + workers, from /proc) and the database size on disk.
+5. Resident memory of the server (master + workers, from /proc) and the database size: the SQLite
+   files, or on PostgreSQL pg_total_relation_size summed over the bench schema's tables.
 
-Prints a table and writes bench/results/latest.json plus a timestamped copy. Standard library + wrk.
+Prints a table and writes bench/results/latest.json plus a timestamped copy (latest-postgresql.json
+and a ``-postgresql`` copy on PostgreSQL). Standard library + wrk; on PostgreSQL also psycopg and
+SQLAlchemy, from the virtualenv.
 """
 
 import argparse
@@ -87,6 +93,160 @@ def sqlite_file(database_url):
         raise SystemExit(f"--database-url must be a SQLite URL ({prefix}...): {database_url}")
     path = database_url[len(prefix):].split("?", 1)[0]
     return Path(path) if path.startswith("/") else ROOT / path
+
+
+def open_database(database_url):
+    """The bench's handle on the database of ``database_url``: SQLite or PostgreSQL."""
+    scheme = database_url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        return PostgresDatabase(database_url)
+    if scheme == "sqlite":
+        return SqliteDatabase(database_url)
+    raise SystemExit("--database-url must be a SQLite (sqlite:///...) or PostgreSQL "
+                     f"(postgresql+psycopg://...) URL: {database_url}")
+
+
+class SqliteDatabase:
+    """A SQLite file: the server gets the URL as given; the bench reads the file directly."""
+
+    backend = "sqlite"
+    created = False  # nothing of the bench's own in a database server to drop or keep
+
+    def __init__(self, database_url):
+        self.url = database_url
+        self.path = sqlite_file(database_url)
+
+    def __str__(self):
+        return str(self.path)
+
+    def create(self):
+        """Nothing to do: the server creates the file."""
+
+    def drop(self):
+        """Nothing to do: a temporary file goes with the bench's directory, a given one stays."""
+
+    def versions(self):
+        return {"sqlite": sqlite3.sqlite_version}
+
+    def stored_ids(self, prefix):
+        uri = f"file:{self.path}?mode=ro"
+        with sqlite3.connect(uri, uri=True) as connection:
+            rows = connection.execute(
+                "SELECT message_id FROM messages WHERE message_id >= ? AND message_id < ?",
+                (prefix + "-", prefix + "."),
+            ).fetchall()
+        connection.close()
+        return {row[0] for row in rows}
+
+    def size(self):
+        sizes = {}
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(f"{self.path}{suffix}")
+            sizes[suffix or "db"] = path.stat().st_size if path.exists() else 0
+        return {
+            "total_mb": round(sum(sizes.values()) / 1e6, 1),
+            "db_mb": round(sizes["db"] / 1e6, 1),
+            "wal_mb": round(sizes["-wal"] / 1e6, 1),
+            "shm_mb": round(sizes["-shm"] / 1e6, 1),
+        }
+
+
+class PostgresDatabase:
+    """A new schema of the bench's own in the PostgreSQL database of ``database_url``.
+
+    The server and ``flask seed`` get the URL with ``options=-csearch_path=<schema>,public`` (and
+    ``application_name=<schema>``, so that any connection left open can be ended before the drop);
+    the bench's own queries (psycopg, imported here only) name the schema explicitly.
+    """
+
+    backend = "postgresql"
+
+    def __init__(self, database_url):
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        self.name = "lyftr_bench_" + datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
+        options = url.query.get("options")
+        if isinstance(options, tuple):
+            options = " ".join(options)
+        search_path = f"-csearch_path={self.name},public"
+        self.url = url.update_query_dict({
+            "options": f"{options} {search_path}" if options else search_path,
+            "application_name": self.name,
+        }).render_as_string(hide_password=False)
+        self.shown = url.render_as_string(hide_password=True)
+        self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.created = False
+
+    def __str__(self):
+        return f"{self.shown}, schema {self.name}"
+
+    def connect(self):
+        import psycopg
+
+        return psycopg.connect(self.conninfo, autocommit=True)
+
+    def _schema(self):
+        from psycopg import sql
+
+        return sql.Identifier(self.name)
+
+    def create(self):
+        from psycopg import sql
+
+        with self.connect() as connection:
+            # pg_trgm in public, before the migrations run: made inside the bench schema (the
+            # first on the search_path) it would go when the schema is dropped.
+            connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+            connection.execute(sql.SQL("CREATE SCHEMA {}").format(self._schema()))
+        self.created = True
+
+    def drop(self):
+        """Drop the schema this bench made (only that one), ending its connections first."""
+        if not self.created:
+            return
+        from psycopg import sql
+
+        with self.connect() as connection:
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()", (self.name,))
+            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(self._schema()))
+        self.created = False
+
+    def versions(self):
+        import psycopg
+
+        with self.connect() as connection:
+            version = connection.execute("SELECT current_setting('server_version')").fetchone()[0]
+        return {"postgresql": version, "psycopg": psycopg.__version__}
+
+    def stored_ids(self, prefix):
+        from psycopg import sql
+
+        query = sql.SQL("SELECT message_id FROM {}.messages"
+                        " WHERE message_id >= %s AND message_id < %s")
+        with self.connect() as connection:
+            rows = connection.execute(query.format(self._schema()),
+                                      (prefix + "-", prefix + ".")).fetchall()
+        return {row[0] for row in rows}
+
+    def size(self):
+        """pg_total_relation_size (heap, TOAST, indexes) summed over the schema's tables."""
+        with self.connect() as connection:
+            tables, total, heap, indexes = connection.execute(
+                "SELECT count(*), coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint,"
+                " coalesce(sum(pg_table_size(c.oid)), 0)::bigint,"
+                " coalesce(sum(pg_indexes_size(c.oid)), 0)::bigint"
+                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')", (self.name,)).fetchone()
+        return {
+            "total_mb": round(total / 1e6, 1),
+            "tables_mb": round(heap / 1e6, 1),
+            "indexes_mb": round(indexes / 1e6, 1),
+            "tables": tables,
+            "schema": self.name,
+        }
 
 
 # --- HTTP -----------------------------------------------------------------------------------------
@@ -294,17 +454,6 @@ def ingest(server, bodies, *, duration, connections, threads, expect):
     return result
 
 
-def stored_ids(db_path, prefix):
-    uri = f"file:{db_path}?mode=ro"
-    with sqlite3.connect(uri, uri=True) as connection:
-        rows = connection.execute(
-            "SELECT message_id FROM messages WHERE message_id >= ? AND message_id < ?",
-            (prefix + "-", prefix + "."),
-        ).fetchall()
-    connection.close()
-    return {row[0] for row in rows}
-
-
 def keep_lines(source, target, message_ids):
     kept = 0
     with open(source, encoding="utf-8") as lines, open(target, "w", encoding="utf-8") as out:
@@ -314,19 +463,6 @@ def keep_lines(source, target, message_ids):
                 out.write(line)
                 kept += 1
     return kept
-
-
-def database_size(db_path):
-    sizes = {}
-    for suffix in ("", "-wal", "-shm"):
-        path = Path(f"{db_path}{suffix}")
-        sizes[suffix or "db"] = path.stat().st_size if path.exists() else 0
-    return {
-        "total_mb": round(sum(sizes.values()) / 1e6, 1),
-        "db_mb": round(sizes["db"] / 1e6, 1),
-        "wal_mb": round(sizes["-wal"] / 1e6, 1),
-        "shm_mb": round(sizes["-shm"] / 1e6, 1),
-    }
 
 
 def seed(server, total, target, seed_number):
@@ -384,8 +520,7 @@ def run(args):
         return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="lyftr-bench-"))
-    database_url = args.database_url or f"sqlite:///{workdir}/app.db"
-    db_path = sqlite_file(database_url)
+    database = open_database(args.database_url or f"sqlite:///{workdir}/app.db")
     secret = secrets.token_hex(32)
     rng = random.Random(args.seed)
     run_id = f"bench{int(time.time())}"
@@ -394,14 +529,16 @@ def run(args):
     results = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "label": args.label,
+        "backend": database.backend,
         "options": {"messages": args.messages, "duration_s": args.duration,
                     "query_duration_s": args.query_duration, "connections": args.connections,
                     "repeat": args.repeat},
-        "machine": machine(),
+        "machine": machine(database),
     }
-    server = Server(workdir, database_url, secret)
+    server = Server(workdir, database.url, secret)
     try:
-        log(f"server on {server.base}, database {db_path}")
+        database.create()
+        log(f"server on {server.base}, database {database}")
         server.start()
         results["server"] = server_config(server)
         count = int(EXPECTED_MAX_RPS * args.duration) + 1000
@@ -420,7 +557,7 @@ def run(args):
             log(f"round {r + 1}/{args.repeat}: new messages, {args.connections} connections, "
                 f"{args.duration}s")
             runs["ingest_new"].append(ingest(server, path, expect="created", **load))
-            sent = stored_ids(db_path, f"{run_id}r{r}")
+            sent = database.stored_ids(f"{run_id}r{r}")
             duplicates = workdir / f"duplicates{r}.tsv"
             keep_lines(path, duplicates, sent)
             log(f"round {r + 1}/{args.repeat}: duplicates ({len(sent)} bodies again)")
@@ -454,14 +591,18 @@ def run(args):
         phases["ingest_new_large"]["ratio_to_live"] = round(
             phases["ingest_new_large"]["rps"] / live, 3)
         results["memory"] = server.memory()
-        results["database"] = database_size(db_path)
+        results["database"] = database.size()
         results["database"]["messages"] = get_json(server.base, "/stats")["total_messages"]
     finally:
         server.stop()
         if args.keep:
-            log(f"kept {workdir}")
+            log(f"kept {workdir}" + (f" and schema {database.name}" if database.created else ""))
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            try:
+                database.drop()
+            except Exception as exc:  # noqa: BLE001 - the run's own error, if any, matters more
+                log(f"warning: could not drop the bench schema ({database}): {exc}")
     return finish(results, args)
 
 
@@ -491,7 +632,7 @@ def finish(results, args):
     return 0
 
 
-def machine():
+def machine(database):
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
@@ -504,7 +645,7 @@ def machine():
     return {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
+        **database.versions(),
         "wrk": wrk_version.split(" Copyright")[0].strip(),
         "commit": commit,
         "dirty": dirty,
@@ -552,7 +693,7 @@ def report(results):
     out.append(f"lyftr bench  {results['started']}  commit {results['machine']['commit']}"
                f"{' (dirty)' if results['machine']['dirty'] else ''}  "
                f"{results['machine']['cpus']} CPUs  workers {server.get('workers')} "
-               f"({server.get('worker_class')})  SQLite {results['machine']['sqlite']}")
+               f"({server.get('worker_class')})  {database_version(results)}")
     out.append("")
     out.append(f"medians of {results['options']['repeat']} rounds; cpu = server CPU time per request")
     out.append(f"{'phase':<28}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
@@ -580,12 +721,24 @@ def report(results):
         out.append(f"server memory: RSS {memory['rss_mb']} MB summed over {memory['processes']} "
                    f"processes (PSS {memory['pss_mb']} MB); at start "
                    f"{results['memory_small']['rss_mb']} MB")
-        out.append(f"database on disk: {database['total_mb']} MB (db {database['db_mb']}, "
-                   f"wal {database['wal_mb']}, shm {database['shm_mb']})")
+        if results.get("backend") == "postgresql":
+            out.append(f"database size: {database['total_mb']} MB (tables {database['tables_mb']}, "
+                       f"indexes {database['indexes_mb']}; pg_total_relation_size over the "
+                       f"{database['tables']} tables of schema {database['schema']})")
+        else:
+            out.append(f"database on disk: {database['total_mb']} MB (db {database['db_mb']}, "
+                       f"wal {database['wal_mb']}, shm {database['shm_mb']})")
     out.append("")
     for name, ok in results.get("targets", {}).items():
         out.append(f"  {'PASS' if ok else 'FAIL'}  {name}")
     print("\n".join(out))
+
+
+def database_version(results):
+    machine = results["machine"]
+    if results.get("backend") == "postgresql":
+        return f"PostgreSQL {machine['postgresql']}"
+    return f"SQLite {machine['sqlite']}"
 
 
 def row(name, r, notes=""):
@@ -598,12 +751,15 @@ def save(results):
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     label = f"-{re.sub(r'[^A-Za-z0-9_.-]', '_', results['label'])}" if results.get("label") else ""
+    # SQLite keeps the plain names; another backend's results sit beside them, never over them.
+    backend = "" if results["backend"] == "sqlite" else f"-{results['backend']}"
     text = json.dumps(results, indent=2, ensure_ascii=False) + "\n"
-    for name in (f"{stamp}{label}.json", "latest.json"):
+    names = (f"{stamp}{label}{backend}.json", f"latest{backend}.json")
+    for name in names:
         tmp = RESULTS / f"{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(RESULTS / name)
-    log(f"results in {RESULTS / 'latest.json'} and {RESULTS / (stamp + label + '.json')}")
+    log(f"results in {RESULTS / names[1]} and {RESULTS / names[0]}")
 
 
 def main(argv=None):
@@ -619,13 +775,16 @@ def main(argv=None):
                         help="seconds of each read query (default 5)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--database-url", default=None,
-                        help="sqlite:///... URL of the database (default: a temporary one)")
+                        help="sqlite:///... or postgresql+psycopg://... URL of the database "
+                             "(default: a temporary SQLite file); on PostgreSQL the bench works in "
+                             "a new schema of its own, dropped at the end")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the data (default 1)")
     parser.add_argument("--label", default="", help="a name for this run in the results")
     parser.add_argument("--ingest-only", action="store_true",
                         help="stop after the ingest and /health/live phases")
     parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory (database, server log)")
+                        help="keep the temporary directory (database, server log) and, on "
+                             "PostgreSQL, the bench schema")
     return run(parser.parse_args(argv))
 
 

@@ -25,6 +25,7 @@ def create_app(test_config=None):
     app.url_map.merge_slashes = False
 
     logs.configure(app.config["LOG_LEVEL"])
+    storage.check_supported(app.config["SQLALCHEMY_DATABASE_URI"])
     db.init_app(app)
     migrate.init_app(app, db, directory=storage.MIGRATIONS_DIR)
     storage.init_app(app)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from alembic import command
 from alembic.config import Config
 from flask import current_app
+from sqlalchemy.engine import make_url
 
 from . import postgres_store, sqlite_store
 from .extensions import db
@@ -27,20 +28,22 @@ _BACKENDS = {"sqlite": sqlite_store, "postgresql": postgres_store}
 
 def init_app(app):
     """Bind the backend for the app's database and apply the schema if the database is reachable."""
+    backend = _BACKENDS[make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name()]
     with app.app_context():
-        engine = db.engine
-        backend = _BACKENDS.get(engine.dialect.name)
-        if backend is None:
-            raise ValueError(
-                f"DATABASE_URL: {engine.dialect.name} is not supported (sqlite or postgresql)"
-            )
-        backend.configure(engine, app.config)
+        backend.configure(db.engine, app.config)
         app.extensions["lyftr.storage"] = backend
         app.extensions["lyftr.schema_applied"] = False
         try:
             ensure_schema()
         except Exception:  # unreachable now: readiness reports it, later requests retry
             app.logger.warning("database not available at start", exc_info=True)
+
+
+def check_supported(uri):
+    """Refuse, before any engine is made, a database other than SQLite or PostgreSQL."""
+    name = make_url(uri).get_backend_name()
+    if name not in _BACKENDS:
+        raise ValueError(f"DATABASE_URL: {name} is not supported (sqlite or postgresql)")
 
 
 def backend():

@@ -312,6 +312,15 @@ def test_next_cursor_null_on_last_page(client, many):
     assert client.get("/messages", query_string={"limit": 5, "offset": 20}).get_json()["next_cursor"] is None
 
 
+def test_cursor_that_no_page_could_give_is_422(client, many):
+    from lyftr.storage import encode_cursor
+
+    for forged in (encode_cursor("2025-01-15T10:00:00.", "m\x00"), encode_cursor("\x00", "m1")):
+        response = client.get("/messages", query_string={"cursor": forged})
+        assert response.status_code == 422
+        assert response.get_json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
 # --- invalid parameters -------------------------------------------------------------------------
 
 

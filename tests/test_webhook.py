@@ -470,3 +470,21 @@ def test_no_secret_health(unconfigured):
     assert "webhook_secret" in body["detail"].lower()
     assert body["checks"]["webhook_secret"] != "ok"
     assert body["checks"]["database"] == "ok"
+
+
+def test_message_id_with_nul_is_refused(client, send):
+    # PostgreSQL cannot store NUL in text: refused alike on every backend, with nothing stored.
+    response = send(sample_message(message_id="m\x001"))
+    assert response.status_code == 422
+    [entry] = response.get_json()["detail"]
+    assert entry["loc"] == ["body", "message_id"]
+    assert "NUL" in entry["msg"]
+    assert_nothing_stored(client)
+
+
+def test_text_with_nul_is_stored_and_read_back_exactly(client, send):
+    text = "before\x00after \uffff end"
+    assert send(sample_message(text=text)).status_code == 200
+    assert client.get("/messages").get_json()["data"][0]["text"] == text
+    for q, found in (("e\x00a", 1), ("\uffff", 1), ("\x00\x00", 0), ("after", 1)):
+        assert client.get("/messages", query_string={"q": q}).get_json()["total"] == found, q
