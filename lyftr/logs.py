@@ -37,3 +37,6 @@ def configure(level):
         root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("lyftr").setLevel(level)
+    # Alembic narrates every run ("Context impl ...", plugin setup) at INFO in every worker; the
+    # migrations that really ran are logged by lyftr.storage instead.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

@@ -11,11 +11,13 @@ a lock, so workers and hosts starting together apply it once).
 import base64
 import binascii
 import json
+import logging
 import os
 from contextlib import contextmanager
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from flask import current_app
 from sqlalchemy.engine import make_url
 
@@ -24,6 +26,7 @@ from .extensions import db
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 _BACKENDS = {"sqlite": sqlite_store, "postgresql": postgres_store}
+logger = logging.getLogger(__name__)
 
 
 def init_app(app):
@@ -73,7 +76,11 @@ def alembic_config(connection=None):
 
 def upgrade(connection):
     """Run the migrations up to head inside ``connection``'s (locked) transaction."""
+    before = MigrationContext.configure(connection).get_current_revision()
     command.upgrade(alembic_config(connection), "head")
+    after = MigrationContext.configure(connection).get_current_revision()
+    if after != before:
+        logger.info("schema migrated", extra={"from_revision": before, "to_revision": after})
 
 
 @contextmanager

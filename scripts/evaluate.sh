@@ -84,7 +84,9 @@ done
 
 if [ -n "${LOGS_CMD:-}" ]; then
   # Compose front ends may colour lines or prefix them with "api-1  | ": strip both before jq.
-  logs=$(eval "$LOGS_CMD" 2>/dev/null | sed -E 's/\x1b\[[0-9;]*m//g; s/^[^{]*\| //' | head -n 20)
+  # `|| true`: head exits after 20 lines, so the commands before it may die of SIGPIPE (141), which
+  # pipefail and set -e would turn into a silent exit of this script; the 20 lines are checked below.
+  logs=$(eval "$LOGS_CMD" 2>/dev/null | sed -E 's/\x1b\[[0-9;]*m//g; s/^[^{]*\| //' | head -n 20) || true
   if [ -n "$logs" ] && jq -e -s 'length > 0 and all(.[]; type == "object")' <<<"$logs" >/dev/null 2>&1; then
     pass "logs: first 20 lines are JSON objects"
     jq -c . <<<"$logs"
