@@ -1,4 +1,8 @@
-"""The tables.
+"""The tables both backends share, as the models that ``flask db migrate`` compares with a database.
+
+The migrations (lyftr/migrations) are what creates the schema; what only one backend has lives
+only there: SQLite's FTS5 search table, PostgreSQL's ``text_folded``/``text_escaped`` columns and
+its trigram index. ``tests/test_migrations.py`` checks that models and migrations agree.
 
 ``ts`` is kept exactly as received; ``ts_key`` is the same instant in a form that sorts and compares
 chronologically as text, fractional seconds of any precision included (see ``timestamps.sort_key``).

@@ -7,12 +7,23 @@ The app passes its own connection (``config.attributes["connection"]``, see ``st
 from alembic import context
 from flask import current_app
 
-from lyftr import storage
+from lyftr import models, storage  # noqa: F401  (models fill db.metadata, for autogenerate)
 from lyftr.extensions import db
 
 
+def include_object(obj, name, type_, reflected, compare_to):
+    """Autogenerate compares the models with the database, but leaves alone what only the
+    migrations make for one backend (SQLite's FTS5 tables, PostgreSQL's search columns)."""
+    return not (reflected and compare_to is None)
+
+
 def run_migrations(connection):
-    context.configure(connection=connection, target_metadata=db.metadata, render_as_batch=True)
+    context.configure(
+        connection=connection,
+        target_metadata=db.metadata,
+        include_object=include_object,
+        render_as_batch=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
