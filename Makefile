@@ -12,7 +12,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	./scripts/run.sh
+	@./scripts/run.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
