@@ -9,6 +9,8 @@ import os
 import shutil
 import tempfile
 
+from gunicorn import glogging
+
 # Metrics: each worker writes its samples to files here and any worker's /metrics sums them. Set
 # before any worker imports prometheus_client; a private directory per server unless configured.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="lyftr-metrics-")
@@ -72,6 +74,18 @@ logconfig_dict = {
         "alembic": {"level": "DEBUG" if _level == "DEBUG" else "WARNING"},
     },
 }
+
+
+class _AppLogsRequests(glogging.Logger):
+    """Gunicorn's logger without its access log: the app writes the request line. With a
+    logconfig_dict Gunicorn would otherwise still build each access line's fields (about 3% of a
+    worker's time under load, py-spy) only for the silenced gunicorn.access logger to drop them."""
+
+    def access(self, resp, req, environ, request_time):
+        pass
+
+
+logger_class = _AppLogsRequests
 
 
 def on_starting(server):
