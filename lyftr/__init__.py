@@ -15,9 +15,10 @@ def create_app(test_config=None):
     app.config.update(config.from_env())
     if test_config:
         app.config.update(test_config)
+    database_uri = config.sqlalchemy_uri(app.config["DATABASE_URL"])
     app.config.update(
-        SQLALCHEMY_DATABASE_URI=config.sqlalchemy_uri(app.config["DATABASE_URL"]),
-        SQLALCHEMY_ENGINE_OPTIONS=config.engine_options(app.config),
+        SQLALCHEMY_DATABASE_URI=database_uri,
+        SQLALCHEMY_ENGINE_OPTIONS=config.engine_options(database_uri, app.config),
         MAX_CONTENT_LENGTH=config.MAX_BODY_BYTES,
     )
     app.json.sort_keys = False
@@ -25,7 +26,7 @@ def create_app(test_config=None):
     app.url_map.merge_slashes = False
 
     logs.configure(app.config["LOG_LEVEL"])
-    storage.check_supported(app.config["SQLALCHEMY_DATABASE_URI"])
+    storage.backend_for(database_uri)  # an unsupported database: a clear error, not a driver's
     db.init_app(app)
     migrate.init_app(app, db, directory=storage.MIGRATIONS_DIR)
     storage.init_app(app)

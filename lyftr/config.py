@@ -53,11 +53,11 @@ def sqlalchemy_uri(database_url):
     return url.render_as_string(hide_password=False)
 
 
-def engine_options(settings):
-    """SQLAlchemy engine options for the app's database."""
+def engine_options(uri, settings):
+    """SQLAlchemy engine options for the database at ``uri`` (from ``sqlalchemy_uri``)."""
     # Errors and logs never carry statement parameters: they hold message text.
     options = {"hide_parameters": True}
-    if make_url(sqlalchemy_uri(settings["DATABASE_URL"])).get_backend_name() == "postgresql":
+    if make_url(uri).get_backend_name() == "postgresql":
         options.update(
             pool_size=settings["DB_POOL_SIZE"],
             max_overflow=settings["DB_MAX_OVERFLOW"],

@@ -4,10 +4,10 @@
   of one message_id, from any host, wait on each other's row lock and exactly one gets a row back.
   The sender's count is raised in the same transaction.
 - Keys (message_id, from_msisdn, ts_key) use the "C" collation: code-point order, as on SQLite.
-- Search: ``text_folded`` holds the Python-case-folded text (the same folding as SQLite's index),
+- Search: ``text_folded`` holds the folded text (``folding.indexed_text``, as SQLite's index),
   served by a pg_trgm GIN index; the term is matched with ``LIKE`` with ``%``/``_``/``\\`` escaped.
-- PostgreSQL text cannot hold NUL. A text with NUL is stored as its JSON string (``text_escaped``)
-  and indexed with NUL written as U+FFFF; the rare term with NUL or U+FFFF is checked row by row.
+- PostgreSQL text cannot hold NUL. A text with NUL is stored as its JSON string (``text_escaped``);
+  the rare term the index cannot answer (``folding.index_answers``) is checked row by row.
 """
 
 import json
@@ -17,10 +17,9 @@ from contextlib import contextmanager
 from sqlalchemy import text
 
 from .extensions import db
+from .folding import NUL_STANDIN, index_answers, indexed_text
 from .timestamps import now_iso
 
-TOP_SENDERS = 10
-NUL_STANDIN = "\uffff"
 # Any constant: every process that migrates takes this lock first.
 MIGRATION_LOCK_KEY = 0x6C796674  # "lyft"
 BULK_BATCH_ROWS = 50_000
@@ -47,7 +46,7 @@ def _stored_text(value):
     """(text column, text_escaped, text_folded) for a message text (None stays None)."""
     if value is None:
         return None, False, None
-    folded = value.casefold().replace("\x00", NUL_STANDIN)
+    folded = indexed_text(value)
     if "\x00" in value:
         return json.dumps(value), True, folded
     return value, False, folded
@@ -146,7 +145,7 @@ def _like_pattern(folded):
 
 
 def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
-    """As sqlite_store.list_messages: (rows, total, (ts_key, message_id) of the last row or None)."""
+    """As sqlite_store.list_messages: up to ``limit + 1`` rows from ``offset``, and the total."""
     filters, params = [], {}
     if from_msisdn is not None:
         filters.append("from_msisdn = :from_msisdn")
@@ -158,7 +157,7 @@ def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, af
     if folded is not None:
         filters.append("text_folded LIKE :pattern ESCAPE '\\'")
         params["pattern"] = _like_pattern(folded)
-    exact = folded is not None and ("\x00" in folded or NUL_STANDIN in folded)
+    exact = folded is not None and not index_answers(folded)
 
     # REPEATABLE READ: the page and the total from one snapshot.
     with db.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection:
@@ -169,16 +168,7 @@ def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, af
             else:
                 total = _total(connection, filters, params, from_msisdn, since_key, folded)
                 rows = _page(connection, filters, params, after, limit, offset)
-
-    last = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = (rows[-1][5], rows[-1][0])
-    data = [
-        {"message_id": r[0], "from": r[1], "to": r[2], "ts": r[3], "text": _read_text(r[4], r[6])}
-        for r in rows
-    ]
-    return data, total, last
+    return rows, total
 
 
 _SELECT = "SELECT message_id, from_msisdn, to_msisdn, ts, text, ts_key, text_escaped FROM messages"
@@ -195,7 +185,12 @@ def _page(connection, filters, params, after, limit, offset):
         filters.append("(ts_key, message_id) > (:after_ts_key, :after_message_id)")
         params.update(after_ts_key=after[0], after_message_id=after[1])
     sql = _SELECT + _where(filters) + _ORDER + " LIMIT :limit OFFSET :offset"
-    return connection.execute(text(sql), {**params, "limit": limit + 1, "offset": offset}).all()
+    return _decoded(connection.execute(text(sql), {**params, "limit": limit + 1, "offset": offset}))
+
+
+def _decoded(result):
+    """Rows (message_id, from, to, ts, text, ts_key), with texts stored escaped read back."""
+    return [(*row[:4], _read_text(row[4], row[6]), row[5]) for row in result]
 
 
 def _total(connection, filters, params, from_msisdn, since_key, folded):
@@ -214,8 +209,8 @@ def _exact_search(connection, filters, params, folded, after, limit, offset):
     """A term with NUL or U+FFFF: the index finds candidates (a superset), each is checked here."""
     sql = _SELECT + _where(filters) + _ORDER
     matches = [
-        row for row in connection.execute(text(sql), params)
-        if row[4] is not None and folded in _read_text(row[4], row[6]).casefold()
+        row for row in _decoded(connection.execute(text(sql), params))
+        if row[4] is not None and folded in row[4].casefold()
     ]
     page = matches
     if after is not None:
@@ -223,33 +218,21 @@ def _exact_search(connection, filters, params, folded, after, limit, offset):
     return page[offset:offset + limit + 1], len(matches)
 
 
-def stats():
+def stats(top):
+    """As sqlite_store.stats: (total, senders, top senders, first ts, last ts), one snapshot."""
     with db.engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection:
         with connection.begin():
             total, senders = connection.execute(
                 text("SELECT coalesce(sum(count), 0), count(*) FROM sender_counts")
             ).one()
-            top = connection.execute(
+            ranked = connection.execute(
                 text("SELECT from_msisdn, count FROM sender_counts "
-                     "ORDER BY count DESC, from_msisdn LIMIT :n"), {"n": TOP_SENDERS}
+                     "ORDER BY count DESC, from_msisdn LIMIT :n"), {"n": top}
             ).all()
             first = connection.execute(
                 text("SELECT ts FROM messages ORDER BY ts_key, message_id LIMIT 1")
-            ).first()
+            ).scalar()
             last = connection.execute(
                 text("SELECT ts FROM messages ORDER BY ts_key DESC, message_id DESC LIMIT 1")
-            ).first()
-    return {
-        "total_messages": int(total),
-        "senders_count": senders,
-        "messages_per_sender": [{"from": sender, "count": count} for sender, count in top],
-        "first_message_ts": first[0] if first else None,
-        "last_message_ts": last[0] if last else None,
-    }
-
-
-def check_database():
-    with db.engine.connect() as connection:
-        connection.execute(text("SELECT 1 FROM messages LIMIT 1")).all()
-        connection.execute(text("SELECT 1 FROM sender_counts LIMIT 1")).all()
-        connection.rollback()
+            ).scalar()
+    return int(total), senders, ranked, first, last

@@ -27,14 +27,14 @@ except ImportError:  # not on POSIX: no file lock between processes
     fcntl = None
 
 from flask import current_app
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .config import sqlite_path
 from .extensions import db
+from .folding import index_answers, indexed_text
 from .timestamps import now_iso
 
-TOP_SENDERS = 10
 # Substring search goes through a trigram index: terms of at least three characters use it, shorter
 # ones scan the same (case-folded) column. Both match exactly what a scan would.
 TRIGRAM = 3
@@ -153,12 +153,6 @@ def write_transaction():
             yield connection
 
 
-@contextmanager
-def read_transaction():
-    with db.engine.connect() as connection, connection.begin():
-        yield connection
-
-
 def prepare():
     """Create the database's directory if missing (a database that cannot be opened: 503, not ready)."""
     path = sqlite_path(str(db.engine.url))
@@ -218,7 +212,7 @@ def insert_message(message):
         message["message_id"], message["from_msisdn"], message["to_msisdn"], message["ts"],
         message["ts_key"], message["text"], now_iso(),
     )
-    delivery = _Delivery(row, search_text(message["text"].casefold()) if message["text"] else None)
+    delivery = _Delivery(row, indexed_text(message["text"]) if message["text"] else None)
     deadline = time.monotonic() + current_app.config["DB_BUSY_TIMEOUT_MS"] / 1000
     with _queue:
         _pending.append(delivery)
@@ -465,7 +459,7 @@ def _insert_batch(rows):
             try:
                 texts = cursor.execute(_BULK_NEW_TEXTS, (before,)).fetchall()
                 cursor.executemany(
-                    _BULK_SEARCH, [(rowid, search_text(value.casefold())) for rowid, value in texts]
+                    _BULK_SEARCH, [(rowid, indexed_text(value)) for rowid, value in texts]
                 )
             finally:
                 cursor.close()
@@ -474,16 +468,8 @@ def _insert_batch(rows):
             connection.exec_driver_sql(f"PRAGMA cache_size = {int(cache_size)}")
 
 
-# FTS5 reads a text as a C string: what follows a NUL would not be indexed. The index holds NUL as
-# this character instead; a term containing either is matched by a scan of the real text.
-NUL_STANDIN = "\uffff"
 _COLUMNS = "message_id, from_msisdn, to_msisdn, ts, text, ts_key"
 _ORDER = " ORDER BY ts_key, message_id"
-
-
-def search_text(folded):
-    """What the search index holds for a message whose case-folded text is ``folded``."""
-    return folded.replace("\x00", NUL_STANDIN)
 
 
 def _search(q):
@@ -496,7 +482,7 @@ def _search(q):
     All three match what ``q.casefold() in text.casefold()`` says for every row.
     """
     folded = q.casefold()
-    if "\x00" in folded or NUL_STANDIN in folded:
+    if not index_answers(folded):
         return "exact", "instr(lyftr_casefold(messages.text), ?) > 0", (folded,)
     if len(folded) >= TRIGRAM:
         phrase = '"' + folded.replace('"', '""') + '"'
@@ -518,8 +504,8 @@ _MATCHES_ROW = (
 
 
 def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
-    """One page of messages in (ts, message_id) order, the filter's total, and the (ts_key,
-    message_id) of the page's last row if more rows follow (None on the last page)."""
+    """Up to ``limit + 1`` rows (message_id, from, to, ts, text, ts_key) in page order from
+    ``offset``, and the filter's total (see ``storage.list_messages``)."""
     filters, params = [], []
     if from_msisdn is not None:
         filters.append("from_msisdn = ?")
@@ -553,15 +539,7 @@ def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, af
             rows = connection.execute(sql, (*where_params, limit + 1, offset)).fetchall()
         finally:
             connection.rollback()
-
-    last = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = (rows[-1][5], rows[-1][0])
-    data = [
-        {"message_id": r[0], "from": r[1], "to": r[2], "ts": r[3], "text": r[4]} for r in rows
-    ]
-    return data, total, last
+    return rows, total
 
 
 def _total(connection, filters, params, from_msisdn, since_key, search):
@@ -603,16 +581,17 @@ def _walk_is_cheaper(connection, rows_wanted, total, from_msisdn):
     return rows_wanted * population <= total * total
 
 
-def stats():
+def stats(top):
+    """(total, senders, the ``top`` senders with counts, first ts, last ts), from one snapshot."""
     with _dbapi_connection() as connection:
-        connection.execute("BEGIN")  # one snapshot
+        connection.execute("BEGIN")
         try:
             total, senders = connection.execute(
                 "SELECT coalesce(sum(count), 0), count(*) FROM sender_counts"
             ).fetchone()
-            top = connection.execute(
+            ranked = connection.execute(
                 "SELECT from_msisdn, count FROM sender_counts ORDER BY count DESC, from_msisdn "
-                "LIMIT ?", (TOP_SENDERS,)
+                "LIMIT ?", (top,)
             ).fetchall()
             first = connection.execute(
                 "SELECT ts FROM messages ORDER BY ts_key, message_id LIMIT 1"
@@ -622,17 +601,4 @@ def stats():
             ).fetchone()
         finally:
             connection.rollback()
-    return {
-        "total_messages": total,
-        "senders_count": senders,
-        "messages_per_sender": [{"from": sender, "count": count} for sender, count in top],
-        "first_message_ts": first[0] if first else None,
-        "last_message_ts": last[0] if last else None,
-    }
-
-
-def check_database():
-    """Raise if the database cannot be read: its tables are queried."""
-    with read_transaction() as connection:
-        connection.execute(text("SELECT 1 FROM messages LIMIT 1")).all()
-        connection.execute(text("SELECT 1 FROM sender_counts LIMIT 1")).all()
+    return total, senders, ranked, first[0] if first else None, last[0] if last else None

@@ -19,6 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from flask import current_app
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from . import postgres_store, sqlite_store
@@ -26,12 +27,13 @@ from .extensions import db
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 _BACKENDS = {"sqlite": sqlite_store, "postgresql": postgres_store}
+TOP_SENDERS = 10
 logger = logging.getLogger(__name__)
 
 
 def init_app(app):
     """Bind the backend for the app's database and apply the schema if the database is reachable."""
-    backend = _BACKENDS[make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name()]
+    backend = backend_for(app.config["SQLALCHEMY_DATABASE_URI"])
     with app.app_context():
         backend.configure(db.engine, app.config)
         app.extensions["lyftr.storage"] = backend
@@ -42,11 +44,13 @@ def init_app(app):
             app.logger.warning("database not available at start", exc_info=True)
 
 
-def check_supported(uri):
-    """Refuse, before any engine is made, a database other than SQLite or PostgreSQL."""
+def backend_for(uri):
+    """The backend module of a database URI; ValueError for one that is not SQLite or PostgreSQL
+    (the factory asks before any engine is made, so the error names the cause)."""
     name = make_url(uri).get_backend_name()
     if name not in _BACKENDS:
         raise ValueError(f"DATABASE_URL: {name} is not supported (sqlite or postgresql)")
+    return _BACKENDS[name]
 
 
 def backend():
@@ -69,7 +73,6 @@ def forget_schema():
 
 def alembic_config(connection=None):
     config = Config(os.path.join(MIGRATIONS_DIR, "alembic.ini"))
-    config.set_main_option("script_location", MIGRATIONS_DIR)
     config.attributes["connection"] = connection
     return config
 
@@ -115,21 +118,38 @@ def after_bulk_load():
 def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
     """One page in (ts, message_id) order: (rows, total matching the filters, next cursor or None)."""
     ensure_schema()
-    rows, total, last = backend().list_messages(
+    # One row more than the page: whether it comes back says whether a next page exists.
+    rows, total = backend().list_messages(
         limit=limit, offset=offset, from_msisdn=from_msisdn, since_key=since_key, q=q, after=after
     )
-    return rows, total, (encode_cursor(*last) if last is not None else None)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1][5], rows[-1][0])
+    data = [
+        {"message_id": r[0], "from": r[1], "to": r[2], "ts": r[3], "text": r[4]} for r in rows
+    ]
+    return data, total, next_cursor
 
 
 def stats():
     ensure_schema()
-    return backend().stats()
+    total, senders, ranked, first, last = backend().stats(TOP_SENDERS)
+    return {
+        "total_messages": total,
+        "senders_count": senders,
+        "messages_per_sender": [{"from": sender, "count": count} for sender, count in ranked],
+        "first_message_ts": first,
+        "last_message_ts": last,
+    }
 
 
 def check_database():
     """Raise if the database cannot be reached or lacks the schema; used by /health/ready."""
     ensure_schema()
-    backend().check_database()
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1 FROM messages LIMIT 1")).all()
+        connection.execute(text("SELECT 1 FROM sender_counts LIMIT 1")).all()
 
 
 def encode_cursor(ts_key, message_id):

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from conftest import SECRET, PostgresSchema, Sender, sample_message
 
-from lyftr import create_app, schemas, sqlite_store, storage
+from lyftr import create_app, schemas, storage
 from lyftr.extensions import db
 from lyftr.cli import RARE_WORDS, synthetic_messages
 
@@ -157,10 +157,10 @@ def test_bulk_insert_empty(app, client):
 @pytest.mark.sqlite_only
 def test_bulk_insert_leaves_the_connection_settings_alone(app):
     with app.app_context():
-        with sqlite_store.read_transaction() as connection:
+        with db.engine.connect() as connection:
             before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
         storage.bulk_insert(list(synthetic_messages(10)))
-        with sqlite_store.read_transaction() as connection:
+        with db.engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == before
 
 

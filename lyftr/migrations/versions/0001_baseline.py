@@ -26,6 +26,8 @@ SQLITE_SEARCH_DDL = (
     "USING fts5(text_folded, tokenize='trigram case_sensitive 1')"
 )
 # SQLite: PRAGMA user_version 1 = texts with a NUL are indexed in full (lyftr 1.0 cut them at it).
+# As lyftr.folding.indexed_text writes them, copied rather than imported: a migration must keep
+# doing what it did when it was written.
 NUL_STANDIN = "\uffff"
 
 
