@@ -1,7 +1,7 @@
 """Gunicorn settings for lyftr: ``gunicorn -c gunicorn.conf.py wsgi:app``.
 
 Every value can be overridden on the command line; the environment variables are documented in the
-README. Measurements behind the defaults are in the README's "Performance" section.
+README. Measurements behind the defaults are in docs/performance.md.
 """
 
 import multiprocessing
@@ -13,10 +13,11 @@ from gunicorn import glogging
 
 # Metrics: each worker writes its samples to files here and any worker's /metrics sums them. Set
 # before any worker imports prometheus_client; a private directory per server unless configured.
-_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="lyftr-metrics-")
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+    prefix="lyftr-metrics-"
+)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 os.makedirs(_metrics_dir, exist_ok=True)
-
 
 
 def _int_env(name, default):
@@ -27,8 +28,8 @@ def _int_env(name, default):
 
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
-# One gevent worker per core: async workers need no more to keep the cores busy (see the README's
-# Performance section for the measurement against 2 per core: more throughput and half the memory).
+# One gevent worker per core: async workers need no more to keep the cores busy (docs/performance.md
+# has the measurement against 2 per core: more throughput and half the memory).
 workers = _int_env("WEB_CONCURRENCY", multiprocessing.cpu_count())
 # gevent: a connection costs a greenlet, not a thread, so clients that trickle their headers
 # byte by byte cannot exhaust a pool and starve everyone else (measured: 50 such clients stall a
@@ -62,7 +63,11 @@ logconfig_dict = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "lyftr.logs.LineFormatter"}},
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        },
         "discard": {"class": "logging.NullHandler"},
     },
     "root": {"level": _level, "handlers": ["stdout"]},

@@ -2,13 +2,32 @@
 
 
 def create_app(test_config=None):
-    """Build the app from the environment; ``test_config`` overrides individual settings."""
+    """Build the app from the environment; ``test_config`` overrides individual settings.
+
+    Only wiring: no connection is made and no log handler is set up here. The entry point
+    (``wsgi.py``) sets up logging; the database is migrated by ``flask db upgrade`` or, if still
+    pending, before the first storage call (``lyftr.schema``).
+    """
     # Imported here, not at the top: Gunicorn's master imports lyftr.logs for its log formatter
-    # and should not load the app (nor create its locks) before the workers' gevent patching.
+    # and should not load the app before the workers' gevent patching.
     from flask import Flask
 
-    from . import auth, cli, config, errors, health, logs, messages, metrics, openapi, request_log
-    from . import stats, storage, webhook
+    from . import (
+        cli,
+        config,
+        errors,
+        health,
+        messages,
+        metrics,
+        openapi,
+        request_log,
+        schema,
+        stats,
+        storage,
+        twilio_sms,
+        webhook,
+        whatsapp,
+    )
     from .extensions import db, migrate
 
     app = Flask(__name__)
@@ -25,18 +44,16 @@ def create_app(test_config=None):
     # '//x' is a 404 like any unknown URL, not a redirect with an HTML body.
     app.url_map.merge_slashes = False
 
-    logs.configure(app.config["LOG_LEVEL"])
     storage.backend_for(database_uri)  # an unsupported database: a clear error, not a driver's
     db.init_app(app)
-    migrate.init_app(app, db, directory=storage.MIGRATIONS_DIR)
+    migrate.init_app(app, db, directory=schema.MIGRATIONS_DIR)
     storage.init_app(app)
     errors.init_app(app)
     request_log.init_app(app)
-    auth.init_app(app)
     metrics.init_app(app)
 
-    for blueprint in (webhook.bp, messages.bp, stats.bp, health.bp, openapi.bp):
-        app.register_blueprint(blueprint)
+    for feature in (webhook, whatsapp, twilio_sms, messages, stats, health, openapi):
+        app.register_blueprint(feature.bp)
     cli.init_app(app)
 
     @app.after_request

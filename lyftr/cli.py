@@ -1,14 +1,16 @@
-"""Operator commands: ``flask --app wsgi sign|send|init-db|seed``."""
+"""Operator commands: ``flask --app wsgi sign|send|seed``.
 
-import itertools
+The schema is applied with Flask-Migrate's ``flask --app wsgi db upgrade``.
+"""
+
 import json
-import random
+import os
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import click
 from flask import current_app
@@ -20,7 +22,10 @@ from . import signing, storage
 def _secret():
     secret = current_app.config["WEBHOOK_SECRET"]
     if not secret:
-        raise click.ClickException("WEBHOOK_SECRET is not set")
+        raise click.ClickException(
+            "WEBHOOK_SECRET is not set: export the server's secret first "
+            "(make run uses the development secret testsecret when none is set)"
+        )
     return secret
 
 
@@ -28,7 +33,11 @@ def _secret():
 @with_appcontext
 @click.argument("file", type=click.File("rb"), default="-")
 def sign_command(file):
-    """Print the X-Signature of FILE's exact bytes (stdin with '-')."""
+    """Print the X-Signature of FILE's exact bytes (stdin with '-').
+
+    Signs with WEBHOOK_SECRET from the environment, which must be the server's secret
+    (`make run` uses the development secret `testsecret` when none is set).
+    """
     click.echo(signing.sign(_secret(), file.read()))
 
 
@@ -41,12 +50,17 @@ def sign_command(file):
 @click.option("--ts", default=None, help="Default: now, in UTC.")
 @click.option("--text", default="Hello", show_default=True)
 def send_command(url, message_id, sender, recipient, ts, text):
-    """Sign a message and POST it to a running server's /webhook."""
+    """Sign a message and POST it to a running server's /webhook.
+
+    Signs with WEBHOOK_SECRET from the environment, which must be the server's secret
+    (`make run` uses the development secret `testsecret` when none is set). Prints the status and
+    the body of the answer; exits with 1 unless it is a 200.
+    """
     message = {
         "message_id": message_id or f"cli-{uuid.uuid4().hex}",
         "from": sender,
         "to": recipient,
-        "ts": ts or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ts": ts or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "text": text,
     }
     body = json.dumps(message).encode("utf-8")
@@ -68,136 +82,68 @@ def send_command(url, message_id, sender, recipient, ts, text):
         sys.exit(1)
 
 
-@click.command("init-db")
-@with_appcontext
-def init_db_command():
-    """Create the database and apply its migrations (as `flask db upgrade`; the server also does)."""
-    storage.ensure_schema()
-    click.echo("schema applied")
-
-
-# --- synthetic data ----------------------------------------------------------------------------
-
-# The most frequent words of the synthetic texts, most frequent first (a Zipf distribution over the
-# vocabulary follows them with made-up words). A few are not ASCII, for case folding beyond ASCII.
-COMMON_WORDS = (
-    "the", "you", "to", "and", "is", "order", "hello", "please", "thanks", "your", "for", "my", "it",
-    "we", "delivery", "can", "ok", "when", "payment", "today", "will", "this", "not", "have", "at",
-    "yes", "no", "tomorrow", "status", "help", "refund", "address", "call", "me", "received", "sent",
-    "price", "time", "good", "morning", "evening", "need", "update", "invoice", "confirm", "booking",
-    "ticket", "account", "number", "store", "pickup", "shipped", "waiting", "sorry", "great", "where",
-    "café", "über", "straße", "naïve", "résumé", "école", "señor", "größe", "déjà", "vu",
-)
-# Each turns up in about one message in 100,000: a search that matches a handful of rows.
-RARE_WORDS = ("quixotic", "zeppelin", "xylophone", "marmalade", "kumquat")
-RARE_RATE = 5e-5
-_SYLLABLES = (
-    "ba", "be", "bi", "bo", "da", "de", "di", "do", "fa", "fe", "ga", "go", "ha", "he", "ka", "ke",
-    "ki", "ko", "la", "le", "li", "lo", "ma", "me", "mi", "mo", "na", "ne", "ni", "no", "pa", "pe",
-    "pi", "po", "ra", "re", "ri", "ro", "sa", "se", "si", "so", "ta", "te", "ti", "to", "va", "ve",
-    "vi", "vo", "ya", "yo", "za", "zu", "an", "en", "in", "on", "ar", "er", "or", "ul",
-)
-# Words per text: mostly short messages, some long ones.
-_LENGTHS = tuple(range(1, 25))
-_LENGTH_WEIGHTS = tuple(1.0 / (1 + abs(n - 6) ** 1.5) for n in _LENGTHS)
-_SECONDS_PER_DAY = 86_400
-_HMS = tuple(f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(_SECONDS_PER_DAY))
-
-
-def _zipf_table(population, exponent):
-    """``population`` repeated in proportion to a Zipf weight of its rank (each at least once): a
-    uniform pick from the table is a Zipf-distributed pick, without a bisection per draw."""
-    weights = [1.0 / (rank ** exponent) for rank in range(1, len(population) + 1)]
-    size = max(1 << 17, 8 * len(population))
-    scale = size / sum(weights)
-    table = []
-    for item, weight in zip(population, weights):
-        table.extend(itertools.repeat(item, max(1, round(weight * scale))))
-    return table
-
-
-def _vocabulary(rng, size):
-    words = list(COMMON_WORDS[:size])
-    taken = set(words) | set(RARE_WORDS)
-    while len(words) < size:
-        word = "".join(rng.choices(_SYLLABLES, k=rng.choice((2, 3, 3, 4))))
-        if word not in taken and not any(rare in word for rare in RARE_WORDS):
-            taken.add(word)
-            words.append(word)
-    return words
-
-
-def synthetic_messages(count, *, senders=5_000, vocabulary=5_000, seed=0,
-                       start=datetime(2025, 1, 1, tzinfo=timezone.utc), days=365, batch=10_000):
-    """``count`` valid messages (dicts as the webhook schema loads them), the same for the same seed.
-
-    Senders: ``senders`` numbers with a Zipf-like share each (a few busy, a long tail). Timestamps:
-    increasing over ``days`` days from ``start``, about a quarter with fractional seconds of 1 to 6
-    digits. Texts: 1 to 24 words from a Zipf distribution over ``vocabulary`` words (common words
-    first), sometimes capitalised, a few with a RARE_WORDS word, some null or empty.
-    ``message_id`` is ``s<seed>-<index>``: seeding twice with one seed adds nothing the second time.
-    """
-    rng = random.Random(seed)
-    sender_numbers = [f"+91{n}" for n in rng.sample(range(7_000_000_000, 9_999_999_999), senders)]
-    sender_table = _zipf_table(sender_numbers, 0.9)
-    recipients = [f"+1415555{n:04d}" for n in rng.sample(range(10_000), 8)]
-    words = _vocabulary(rng, vocabulary)
-    word_table = _zipf_table(words, 1.0)
-    dates = [(start + timedelta(days=d)).date().isoformat() for d in range(days + 1)]
-    base = int(start.timestamp()) % _SECONDS_PER_DAY
-    span = days * _SECONDS_PER_DAY / max(count, 1)
-    choices, uniform = rng.choices, rng.random
-
-    for first in range(0, count, batch):
-        n = min(batch, count - first)
-        lengths = choices(_LENGTHS, weights=_LENGTH_WEIGHTS, k=n)
-        pool = choices(word_table, k=sum(lengths))
-        froms = choices(sender_table, k=n)
-        position = 0
-        for offset in range(n):
-            index = first + offset
-            seconds = base + int((index + uniform()) * span)
-            moment = f"{dates[seconds // _SECONDS_PER_DAY]}T{_HMS[seconds % _SECONDS_PER_DAY]}"
-            roll = uniform()
-            if roll < 0.25:
-                digits = (1, 2, 3, 3, 3, 6)[int(roll * 24)]
-                fraction = f"{int(uniform() * 10 ** digits):0{digits}d}"
-                ts, ts_key = f"{moment}.{fraction}Z", f"{moment}.{fraction.rstrip('0')}"
-            else:
-                ts, ts_key = f"{moment}Z", f"{moment}."
-            length = lengths[offset]
-            text = " ".join(pool[position:position + length])
-            position += length
-            if roll > 0.97:
-                text = None if roll > 0.975 else ""
-            elif roll < RARE_RATE * 20 and uniform() < 0.05:
-                text = f"{text} {RARE_WORDS[int(uniform() * len(RARE_WORDS))]}"
-            elif 0.6 < roll < 0.9:
-                text = text[0].upper() + text[1:]
-            yield {
-                "message_id": f"s{seed}-{index:08d}",
-                "from_msisdn": froms[offset],
-                "to_msisdn": recipients[index % len(recipients)],
-                "ts": ts,
-                "ts_key": ts_key,
-                "text": text,
-            }
+def _synthetic_messages():
+    """bench/synthetic.py's generator; the repository root is on sys.path under ``flask --app wsgi``
+    run from it."""
+    try:
+        from bench.synthetic import synthetic_messages
+    except ImportError as exc:
+        if exc.name not in ("bench", "bench.synthetic"):
+            raise
+        raise click.ClickException(
+            "seed needs bench/synthetic.py from the lyftr repository, which is not here "
+            "(the container image ships without bench/): run it from a checkout, "
+            "e.g. .venv/bin/flask --app wsgi seed --count 1000"
+        ) from exc
+    return synthetic_messages
 
 
 @click.command("seed")
 @with_appcontext
-@click.option("--count", type=click.IntRange(min=0), default=100_000, show_default=True,
-              help="Messages to generate.")
-@click.option("--senders", type=click.IntRange(min=1, max=1_000_000), default=5_000,
-              show_default=True, help="Distinct senders (a few busy ones, a long tail).")
-@click.option("--vocabulary", type=click.IntRange(min=10, max=1_000_000), default=5_000,
-              show_default=True, help="Distinct words in the texts (common words first).")
-@click.option("--seed", "seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Random seed; message IDs derive from it, so a seed seeds once.")
-@click.option("--days", type=click.IntRange(min=1, max=36_500), default=365, show_default=True,
-              help="Timestamps spread over this many days from 2025-01-01.")
+@click.option(
+    "--count",
+    type=click.IntRange(min=0),
+    default=100_000,
+    show_default=True,
+    help="Messages to generate.",
+)
+@click.option(
+    "--senders",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=5_000,
+    show_default=True,
+    help="Distinct senders (a few busy ones, a long tail).",
+)
+@click.option(
+    "--vocabulary",
+    type=click.IntRange(min=10, max=1_000_000),
+    default=5_000,
+    show_default=True,
+    help="Distinct words in the texts (common words first).",
+)
+@click.option(
+    "--seed",
+    "seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Random seed; message IDs derive from it, so a seed seeds once.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1, max=36_500),
+    default=365,
+    show_default=True,
+    help="Timestamps spread over this many days from 2025-01-01.",
+)
 def seed_command(count, senders, vocabulary, seed, days):
-    """Bulk-load COUNT synthetic messages into the database (for benchmarks and demos)."""
+    """Bulk-load --count synthetic messages (for benchmarks and demos).
+
+    Deterministic for a --seed, and a seed seeds once: run again, it adds nothing. The generator is
+    bench/synthetic.py, so this command runs from a checkout of the repository, not in the
+    container image.
+    """
+    synthetic_messages = _synthetic_messages()
     started = time.perf_counter()
     stored = storage.bulk_insert(
         synthetic_messages(count, senders=senders, vocabulary=vocabulary, seed=seed, days=days)
@@ -211,6 +157,22 @@ def seed_command(count, senders, vocabulary, seed, days):
     )
 
 
+def _name_the_migrations_directory(app):
+    """Flask-Migrate's ``flask db`` help says its ``--directory`` defaults to "migrations"; this
+    app binds its own (lyftr/migrations), used whenever the option is not given. Say so."""
+    migrate = app.extensions.get("migrate")
+    if migrate is None:
+        return
+    from flask_migrate.cli import db as db_group
+
+    directory = os.path.relpath(migrate.directory, os.path.dirname(app.root_path))
+    for command in (db_group, *db_group.commands.values()):
+        for param in command.params:
+            if param.name == "directory":
+                param.help = f"Migration script directory (default: {directory})"
+
+
 def init_app(app):
-    for command in (sign_command, send_command, init_db_command, seed_command):
+    for command in (sign_command, send_command, seed_command):
         app.cli.add_command(command)
+    _name_the_migrations_directory(app)

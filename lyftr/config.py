@@ -9,6 +9,8 @@ DEFAULT_DATABASE_URL = "sqlite:///./data/app.db"
 # text is at most 4096 characters; as JSON escapes of astral characters (12 bytes each) a maximal
 # valid body is about 50 KiB, so 64 KiB accepts every valid message and little else.
 MAX_BODY_BYTES = 64 * 1024
+# A WhatsApp notification batches up to 1,000 updates, each up to a few KiB.
+MAX_PROVIDER_BODY_BYTES = 4 * 1024 * 1024
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -21,6 +23,14 @@ def from_env(environ=None):
         "WEBHOOK_SECRET": env.get("WEBHOOK_SECRET", ""),
         "WEBHOOK_SECRET_PREVIOUS": env.get("WEBHOOK_SECRET_PREVIOUS", ""),
         "API_TOKEN": env.get("API_TOKEN", ""),
+        # Senders other than the contract's (lyftr.providers): each is off until its secret is set.
+        "STANDARD_WEBHOOKS_SECRET": env.get("STANDARD_WEBHOOKS_SECRET", ""),
+        "WHATSAPP_VERIFY_TOKEN": env.get("WHATSAPP_VERIFY_TOKEN", ""),
+        "WHATSAPP_APP_SECRET": env.get("WHATSAPP_APP_SECRET", ""),
+        "WHATSAPP_APP_SECRET_PREVIOUS": env.get("WHATSAPP_APP_SECRET_PREVIOUS", ""),
+        "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN", ""),
+        # The URL the public reaches this service at (Twilio signs the URL it called).
+        "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
         "LOG_LEVEL": level if level in LOG_LEVELS else "INFO",
         "DB_BUSY_TIMEOUT_MS": _int(env.get("DB_BUSY_TIMEOUT_MS"), 5000),

@@ -1,18 +1,54 @@
-"""Errors as JSON: every error response the app can produce, registered once."""
+"""Errors as JSON: every error response the app can produce, registered once.
+
+Validation errors are FastAPI's 422 shape: ``{"detail": [{"type", "loc", "msg", "input"}, ...]}``,
+one entry per problem, in the order the schema declares its fields.
+"""
 
 from flask import g, jsonify
-from sqlalchemy.exc import DatabaseError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from . import storage
+from . import database_errors, storage
+from .request_log import annotate
+from .schemas import INVALID_JSON, NOT_INTEGER, NOT_NULL, NOT_OBJECT, NOT_STRING, REQUIRED
 
 RETRY_AFTER_SECONDS = "1"
+
+# The Pydantic error type each message of lyftr.schemas stands for (others are "value_error").
+ERROR_TYPES = {
+    REQUIRED: "missing",
+    NOT_STRING: "string_type",
+    NOT_NULL: "string_type",
+    NOT_OBJECT: "model_attributes_type",
+    INVALID_JSON: "json_invalid",
+    NOT_INTEGER: "int_parsing",
+}
 
 
 def error_response(status, detail, **extra):
     response = jsonify({"detail": detail, **extra})
     response.status_code = status
     return response
+
+
+def validation_detail(messages, location, data, schema):
+    """Marshmallow's error dict as a list of ``{type, loc, msg, input}``, in field order.
+
+    ``messages`` is keyed by the fields' names on the wire (``data_key``); ``_schema`` is an error
+    of the whole input (not an object) and comes first.
+    """
+    order = {field.data_key or name: i for i, (name, field) in enumerate(schema.fields.items())}
+    detail = []
+    for field in sorted(messages, key=lambda name: order.get(name, -1)):
+        if field == "_schema":
+            loc, value = [location], data
+        else:
+            loc = [location, field]
+            value = data.get(field) if isinstance(data, dict) else None
+        for msg in messages[field]:
+            error_type = ERROR_TYPES.get(msg, "value_error")
+            detail.append({"type": error_type, "loc": loc, "msg": msg, "input": value})
+    return detail
 
 
 def unavailable(detail):
@@ -29,29 +65,14 @@ def handle_http_error(exc):
     return response
 
 
-def handle_database_unavailable(exc):
-    # Locked past the busy timeout, file or server gone: nothing was committed, so a retry is safe.
-    g.error = exc
-    # Busy (locked past the busy timeout): the schema is still there and readers still work, so
-    # don't re-check it with a write transaction that would wait on the same lock.
-    if not str(getattr(getattr(exc, "orig", None), "sqlite_errorname", "")).startswith("SQLITE_BUSY"):
-        storage.forget_schema()
-    return unavailable("database unavailable")
-
-
-def is_database_unavailable(exc):
-    """Connectivity, locking, or a file that is not (or no longer) a database: a 503, not a bug.
-
-    SQLAlchemy wraps a driver's generic DatabaseError (SQLite's "file is not a database") in its base
-    ``DatabaseError``; its subclasses (integrity, programming errors) stay 500s.
-    """
-    return isinstance(exc, OperationalError) or type(exc) is DatabaseError
-
-
 def handle_database_error(exc):
-    if is_database_unavailable(exc):
-        return handle_database_unavailable(exc)
-    return handle_unexpected(exc)
+    if not database_errors.is_unavailable(exc):
+        return handle_unexpected(exc)
+    # Locked past the busy timeout, disk full, file or server gone: nothing was committed, so a
+    # retry is safe. The log line names the cause an operator can act on.
+    g.error = exc
+    annotate(cause=storage.failure_cause(exc))
+    return unavailable("database unavailable")
 
 
 def handle_unexpected(exc):

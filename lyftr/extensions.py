@@ -12,5 +12,6 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
-# `flask db upgrade|current|history|...` on lyftr/migrations (bound with its directory in the factory).
+# `flask db upgrade|current|history|...` on lyftr/migrations (its directory is bound in the
+# factory).
 migrate = Migrate()

@@ -2,7 +2,7 @@
 
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -11,15 +11,17 @@ _DROP = ("color_message",)
 
 
 class LineFormatter(JsonFormatter):
-    """``{"ts", "level", "logger", "msg", ...extra}``; a traceback goes in ``exc_info`` as a string."""
+    """``{"ts", "level", "logger", "msg", ...extra}``; a traceback in ``exc_info`` as a string."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger", "message": "msg"})
+        kwargs.setdefault(
+            "rename_fields", {"levelname": "level", "name": "logger", "message": "msg"}
+        )
         super().__init__("%(levelname)s %(name)s %(message)s", *args, **kwargs)
 
     def add_fields(self, log_record, record, message_dict):
         log_record["ts"] = (
-            datetime.fromtimestamp(record.created, timezone.utc)
+            datetime.fromtimestamp(record.created, UTC)
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z")
         )

@@ -1,47 +1,44 @@
 """GET /messages: filtered, chronological pages with offset or cursor paging."""
 
+import base64
+import binascii
+import json
+
 from flask import Blueprint, request
 from marshmallow import ValidationError
 
 from . import schemas, storage
-from .errors import error_response
+from .auth import token_required
+from .errors import error_response, validation_detail
+from .inbound import storable
 
 bp = Blueprint("messages", __name__)
 
 _query_schema = schemas.MessagesQuerySchema()
 
 
-def _invalid_query(name, value, msg):
-    return error_response(
-        422, [{"type": "value_error", "loc": ["query", name], "msg": msg, "input": value}]
-    )
-
-
-def _storable(value):
-    # JSON escapes can spell lone surrogates or NUL, which no cursor of ours holds and which a
-    # database cannot bind (SQLite the former, PostgreSQL either).
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in value
-
-
 @bp.get("/messages")
+@token_required
 def list_messages():
     args = request.args.to_dict(flat=True)
     try:
         query = _query_schema.load(args)
     except ValidationError as exc:
-        return error_response(422, schemas.error_detail(exc.messages, "query", args))
+        return error_response(422, validation_detail(exc.messages, "query", args, _query_schema))
 
     after = None
     if query["cursor"] is not None:
-        after = storage.decode_cursor(query["cursor"])
-        if after is None or not all(_storable(part) for part in after):
-            return _invalid_query("cursor", query["cursor"], "Value should be a next_cursor from this API")
+        after = decode_cursor(query["cursor"])
+        if after is None:
+            detail = {
+                "type": "value_error",
+                "loc": ["query", "cursor"],
+                "msg": "Value should be a next_cursor from this API",
+                "input": query["cursor"],
+            }
+            return error_response(422, [detail])
 
-    data, total, next_cursor = storage.list_messages(
+    page = storage.list_messages(
         limit=query["limit"],
         offset=query["offset"],
         from_msisdn=query["from_msisdn"],
@@ -49,10 +46,59 @@ def list_messages():
         q=query["q"],
         after=after,
     )
+    last = page.rows[-1] if page.has_more else None
     return {
-        "data": data,
-        "total": total,
+        "data": [message_item(row) for row in page.rows],
+        "total": page.total,
         "limit": query["limit"],
         "offset": query["offset"],
-        "next_cursor": next_cursor,
+        "next_cursor": encode_cursor(last.ts_key, last.message_id) if last else None,
     }
+
+
+@bp.get("/messages/<path:message_id>")
+@token_required
+def show_message(message_id):
+    """One message's full record: the contract's fields, where it came from, what was received."""
+    record = storage.get_message(message_id) if storable(message_id) else None
+    if record is None:
+        return error_response(404, "message not found")
+    return {
+        **message_item(record),
+        "provider": record.provider,
+        "type": record.type,
+        "received_at": record.received_at,
+        "raw": json.loads(record.raw) if record.raw is not None else None,
+    }
+
+
+def message_item(row):
+    """A stored message as the contract shows it, ``ts`` exactly as received."""
+    return {
+        "message_id": row.message_id,
+        "from": row.from_msisdn,
+        "to": row.to_msisdn,
+        "ts": row.ts,
+        "text": row.text,
+    }
+
+
+def encode_cursor(ts_key, message_id):
+    raw = json.dumps([ts_key, message_id], ensure_ascii=False).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor):
+    """The ``(ts_key, message_id)`` a cursor points after, or None if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts_key, message_id = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError, TypeError):
+        return None
+    if not (isinstance(ts_key, str) and isinstance(message_id, str)):
+        return None
+    # JSON escapes can spell lone surrogates or NUL, which no cursor of ours holds and which a
+    # database cannot bind (SQLite the former, PostgreSQL either).
+    if not (storable(ts_key) and storable(message_id)):
+        return None
+    return ts_key, message_id

@@ -1,7 +1,7 @@
 """The Prometheus metrics of the contract, defined once per process, and the /metrics endpoint.
 
-Under Gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts (gunicorn.conf.py): each
-worker writes its samples there and a scrape of any worker sums all of them.
+Under Gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts (gunicorn.conf.py):
+each worker writes its samples there and a scrape of any worker sums all of them.
 """
 
 import re
@@ -11,8 +11,14 @@ from prometheus_client import Counter, Histogram, disable_created_metrics
 from prometheus_flask_exporter import PrometheusMetrics
 
 WEBHOOK_RESULTS = (
-    "created", "duplicate", "invalid_signature", "validation_error", "payload_too_large",
-    "not_configured", "unavailable", "error",
+    "created",
+    "duplicate",
+    "invalid_signature",
+    "validation_error",
+    "payload_too_large",
+    "not_configured",
+    "unavailable",
+    "error",
 )
 LATENCY_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 UNMATCHED_PATH = "<unmatched>"
@@ -23,7 +29,9 @@ METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 disable_created_metrics()
 
 HTTP_REQUESTS = Counter(
-    "http_requests_total", "HTTP requests by method, route and status.", ["method", "path", "status"]
+    "http_requests_total",
+    "HTTP requests by method, route and status.",
+    ["method", "path", "status"],
 )
 WEBHOOK_REQUESTS = Counter("webhook_requests_total", "POST /webhook outcomes.", ["result"])
 REQUEST_LATENCY = Histogram(
@@ -31,6 +39,34 @@ REQUEST_LATENCY = Histogram(
 )
 for _result in WEBHOOK_RESULTS:
     WEBHOOK_REQUESTS.labels(_result)
+
+PROVIDERS = ("webhook", "whatsapp", "twilio")
+# A provider's request is accepted as a whole (its messages are counted in MESSAGES_STORED); the
+# failures are /webhook's; verified and forbidden are WhatsApp's subscription handshake.
+PROVIDER_RESULTS = ("accepted", "verified", "forbidden", *WEBHOOK_RESULTS[2:])
+PROVIDER_REQUESTS = Counter(
+    "provider_requests_total",
+    "Requests to the providers' endpoints (/webhooks/<provider>) by outcome.",
+    ["provider", "result"],
+)
+MESSAGES_STORED = Counter(
+    "messages_stored_total",
+    "Messages stored (new rows), by the provider that sent them.",
+    ["provider"],
+)
+WHATSAPP_UPDATES = Counter(
+    "whatsapp_updates_total",
+    "Updates in WhatsApp notifications by kind: message, status (receipts) or other fields.",
+    ["kind"],
+)
+for _provider in PROVIDERS:
+    MESSAGES_STORED.labels(_provider)
+for _result in PROVIDER_RESULTS:
+    PROVIDER_REQUESTS.labels("whatsapp", _result)
+    if _result not in ("verified", "forbidden"):  # the subscription handshake is WhatsApp's
+        PROVIDER_REQUESTS.labels("twilio", _result)
+for _kind in ("message", "status", "other"):
+    WHATSAPP_UPDATES.labels(_kind)
 
 # prometheus_client writes whole-number bounds as le="100.0"; the contract (and Go clients) say
 # le="100". Both parse to the same float; this keeps exact-text checks working.
@@ -46,8 +82,15 @@ def _contract_format(view):
     return formatted
 
 
+def _metrics_view(view):
+    # Imported here: auth answers with errors', which log through request_log, which counts here.
+    from .auth import token_required
+
+    return token_required(_contract_format(view))
+
+
 prometheus = PrometheusMetrics.for_app_factory(
-    export_defaults=False, metrics_decorator=_contract_format
+    export_defaults=False, metrics_decorator=_metrics_view
 )
 
 
@@ -59,6 +102,20 @@ def observe(method, route, status, latency_ms):
 
 def count_webhook(result):
     WEBHOOK_REQUESTS.labels(result).inc()
+
+
+def count_provider(provider, result):
+    PROVIDER_REQUESTS.labels(provider, result).inc()
+
+
+def count_stored(provider, n=1):
+    if n:
+        MESSAGES_STORED.labels(provider).inc(n)
+
+
+def count_whatsapp_updates(kind, n):
+    if n:
+        WHATSAPP_UPDATES.labels(kind).inc(n)
 
 
 def init_app(app):

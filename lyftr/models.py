@@ -5,7 +5,8 @@ only there: SQLite's FTS5 search table, PostgreSQL's ``text_folded``/``text_esca
 its trigram index. ``tests/test_migrations.py`` checks that models and migrations agree.
 
 ``ts`` is kept exactly as received; ``ts_key`` is the same instant in a form that sorts and compares
-chronologically as text, fractional seconds of any precision included (see ``timestamps.sort_key``).
+chronologically as text, fractional seconds of any precision included (see
+``timestamps.message_ts_key``).
 ``sender_counts`` is maintained in the insert's own transaction, so /stats never scans messages.
 """
 
@@ -25,6 +26,10 @@ class Message(db.Model):
     ts_key: Mapped[str] = mapped_column(String, nullable=False)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[str] = mapped_column(String, nullable=False)
+    # Where it came from (webhook, whatsapp, twilio), its kind, and the provider's payload (JSON).
+    provider: Mapped[str] = mapped_column(String, nullable=False, server_default="webhook")
+    type: Mapped[str] = mapped_column(String, nullable=False, server_default="text")
+    raw: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_messages_ts_key", "ts_key", "message_id"),

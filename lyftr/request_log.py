@@ -21,7 +21,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def annotate(**fields):
-    g.log_fields.update(fields)
+    """Add ``fields`` to this request's log line."""
+    g.setdefault("log_fields", {}).update(fields)
 
 
 def _route():

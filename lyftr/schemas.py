@@ -1,4 +1,7 @@
-"""Marshmallow schemas for what clients send, and their errors in FastAPI's 422 shape."""
+"""Marshmallow schemas for what clients send: what is valid, and what each field says when not.
+
+``errors.validation_detail`` turns their errors into the 422 body.
+"""
 
 import re
 
@@ -7,6 +10,9 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre
 from . import timestamps
 
 MSISDN = re.compile(r"\+[0-9]{1,15}")
+# WhatsApp's business-scoped user ID, a sender's ID where no phone number is shared: the country
+# code, an optional ENT (a parent ID), and an alphanumeric identifier ("US.13491208655302741918").
+USER_ID = re.compile(r"[A-Z]{2}(\.ENT)?\.[A-Za-z0-9]{1,64}")
 MESSAGE_ID_MAX = 256
 TEXT_MAX = 4096
 
@@ -32,14 +38,6 @@ NOT_STRING = "Input should be a valid string"
 NOT_OBJECT = "Input should be a valid dictionary or object"
 INVALID_JSON = "Input should be valid JSON encoded as UTF-8"
 NOT_INTEGER = "Input should be a valid integer"
-ERROR_TYPES = {
-    REQUIRED: "missing",
-    NOT_STRING: "string_type",
-    NOT_NULL: "string_type",
-    NOT_OBJECT: "model_attributes_type",
-    INVALID_JSON: "json_invalid",
-    NOT_INTEGER: "int_parsing",
-}
 
 
 class Text(fields.String):
@@ -116,17 +114,33 @@ class WebhookMessageSchema(Schema):
 
 QUERY_INTEGER_DIGITS = 18
 QUERY_INTEGER_MAX = 10**QUERY_INTEGER_DIGITS - 1
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 class QueryInteger(fields.Integer):
-    """A non-negative integer written in ASCII digits ('1.5', '1e3', '٣' and '1_000' are refused)."""
+    """An integer from ``minimum`` (>= 0) to ``maximum`` in ASCII digits ('1.5', '1e3', '٣' and
+    '1_000' are not integers; '-1' is one, outside the range)."""
 
-    default_error_messages = {"invalid": NOT_INTEGER}
+    default_error_messages = {
+        "invalid": NOT_INTEGER,
+        "range": "Input should be between {minimum} and {maximum}",
+    }
+
+    def __init__(self, *, minimum, maximum, **kwargs):
+        metadata = {"minimum": minimum, "maximum": maximum, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
+        self.minimum, self.maximum = minimum, maximum
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not (isinstance(value, str) and value.isascii() and value.isdigit()
-                and len(value) <= QUERY_INTEGER_DIGITS):
+        if not (isinstance(value, str) and _INTEGER.fullmatch(value)):
             raise self.make_error("invalid")
+        negative, digits = value.startswith("-"), value.lstrip("-").lstrip("0")
+        if (
+            negative
+            or len(digits) > QUERY_INTEGER_DIGITS
+            or not self.minimum <= int(value) <= self.maximum
+        ):
+            raise self.make_error("range", minimum=self.minimum, maximum=self.maximum)
         return int(value)
 
 
@@ -136,32 +150,40 @@ class MessagesQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    limit = QueryInteger(load_default=50, metadata={"minimum": 1, "maximum": 100})
-    offset = QueryInteger(load_default=0, metadata={"minimum": 0, "maximum": QUERY_INTEGER_MAX})
-    from_msisdn = fields.String(data_key="from", load_default=None, metadata={
-        **MSISDN_DOC,
-        "description": "Exact sender, '+' then 1 to 15 digits. An unencoded '+' (read as a space "
-        "in a query string) is taken as '+'.",
-    })
-    since = fields.String(load_default=None, metadata={
-        "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
-        r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?)?$",
-        "description": "Only messages with ts >= since: an ISO-8601 date, or a date-time in UTC "
-        "('Z'), with an offset, or naive (taken as UTC).",
-        "example": "2025-01-15T00:00:00Z",
-    })
-    q = fields.String(load_default=None, metadata={
-        "description": "Case-insensitive substring of text; '%' and '_' are literal characters.",
-    })
-    cursor = fields.String(load_default=None, metadata={
-        "description": "The next_cursor of a previous page: continues after its last message "
-        "(keyset paging, stable under concurrent inserts).",
-    })
-
-    @validates("limit")
-    def check_limit(self, value, **kwargs):
-        if not 1 <= value <= 100:
-            raise ValidationError("Input should be between 1 and 100")
+    limit = QueryInteger(load_default=50, minimum=1, maximum=100)
+    offset = QueryInteger(load_default=0, minimum=0, maximum=QUERY_INTEGER_MAX)
+    from_msisdn = fields.String(
+        data_key="from",
+        load_default=None,
+        metadata={
+            **MSISDN_DOC,
+            "description": "Exact sender, '+' then 1 to 15 digits. An unencoded '+' (read as a "
+            "space in a query string) is taken as '+'.",
+        },
+    )
+    since = fields.String(
+        load_default=None,
+        metadata={
+            "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+            r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?)?$",
+            "description": "Only messages with ts >= since: an ISO-8601 date, or a date-time in "
+            "UTC ('Z'), with an offset, or naive (taken as UTC).",
+            "example": "2025-01-15T00:00:00Z",
+        },
+    )
+    q = fields.String(
+        load_default=None,
+        metadata={
+            "description": "Case-insensitive substring of text; '%' and '_' are literal.",
+        },
+    )
+    cursor = fields.String(
+        load_default=None,
+        metadata={
+            "description": "The next_cursor of a previous page: continues after its last message "
+            "(keyset paging, stable under concurrent inserts).",
+        },
+    )
 
     @pre_load
     def restore_plus(self, data, **kwargs):
@@ -174,8 +196,11 @@ class MessagesQuerySchema(Schema):
 
     @validates("from_msisdn")
     def check_from(self, value, **kwargs):
-        if value is not None and not MSISDN.fullmatch(value):
-            raise ValidationError("Value should be '+' followed by 1 to 15 digits (E.164)")
+        if value is not None and not (MSISDN.fullmatch(value) or USER_ID.fullmatch(value)):
+            raise ValidationError(
+                "Value should be '+' followed by 1 to 15 digits (E.164), "
+                "or a WhatsApp user ID such as US.13491208655302741918"
+            )
 
     @validates("since")
     def check_since(self, value, **kwargs):
@@ -189,141 +214,3 @@ class MessagesQuerySchema(Schema):
         if data.get("q") == "":
             data["q"] = None
         return data
-
-
-def error_detail(messages, location, data):
-    """Flatten marshmallow's error dict into FastAPI's list of ``{type, loc, msg, input}``."""
-    detail = []
-    for field, field_messages in messages.items():
-        if field == "_schema":
-            loc, value = [location], data
-        else:
-            loc = [location, field]
-            value = data.get(field) if isinstance(data, dict) else None
-        if isinstance(field_messages, dict):  # never nested here, but don't lose anything if so
-            field_messages = [str(field_messages)]
-        for msg in field_messages:
-            detail.append(
-                {"type": ERROR_TYPES.get(msg, "value_error"), "loc": loc, "msg": msg, "input": value}
-            )
-    return detail
-
-
-# --- Responses: what the service answers, for the OpenAPI document (dump-only) ------------------
-# Unknown keys are refused (marshmallow's default), so each is documented with
-# additionalProperties: false and any undocumented key in a response fails the conformance tests.
-
-
-class StatusOkSchema(Schema):
-    """200 of POST /webhook, for a first delivery and a duplicate alike."""
-
-    status = fields.String(required=True, metadata={"enum": ["ok"]})
-
-
-class ErrorSchema(Schema):
-    """Every error other than a validation error: a human-readable ``detail``."""
-
-    detail = fields.String(required=True, metadata={"example": "invalid signature"})
-
-
-class InternalErrorSchema(Schema):
-    """500: an unexpected error; ``request_id`` finds its log line (never a stack trace)."""
-
-    detail = fields.String(required=True, metadata={"example": "internal error"})
-    request_id = fields.String(required=True, allow_none=True)
-
-
-class ValidationErrorEntrySchema(Schema):
-    """One problem, as FastAPI/Pydantic reports it."""
-
-    type = fields.String(required=True, metadata={"example": "value_error"})
-    loc = fields.List(
-        fields.Raw(metadata={"anyOf": [{"type": "string"}, {"type": "integer"}]}),
-        required=True,
-        metadata={"description": "Where: 'body' or 'query', then the field name.",
-                  "example": ["body", "from"]},
-    )
-    msg = fields.String(required=True)
-    input = fields.Raw(
-        required=True, allow_none=True, metadata={"description": "The offending value (any JSON)."}
-    )
-
-
-class ValidationErrorSchema(Schema):
-    """422: one entry per problem."""
-
-    detail = fields.List(fields.Nested(ValidationErrorEntrySchema), required=True)
-
-
-class MessageSchema(Schema):
-    """A stored message as GET /messages returns it; ``ts`` exactly as it was received."""
-
-    message_id = fields.String(required=True)
-    from_msisdn = fields.String(required=True, data_key="from")
-    to_msisdn = fields.String(required=True, data_key="to")
-    ts = fields.String(required=True)
-    text = fields.String(required=True, allow_none=True)
-
-
-class MessagesPageSchema(Schema):
-    """200 of GET /messages."""
-
-    data = fields.List(fields.Nested(MessageSchema), required=True)
-    total = fields.Integer(
-        required=True, metadata={"minimum": 0, "description": "Rows matching the filters, ignoring paging."}
-    )
-    limit = fields.Integer(required=True, metadata={"minimum": 1, "maximum": 100})
-    offset = fields.Integer(required=True, metadata={"minimum": 0})
-    next_cursor = fields.String(
-        required=True, allow_none=True,
-        metadata={"description": "Pass as ?cursor= for the next page; null on the last page."},
-    )
-
-
-class SenderCountSchema(Schema):
-    from_msisdn = fields.String(required=True, data_key="from")
-    count = fields.Integer(required=True, metadata={"minimum": 1})
-
-
-class StatsSchema(Schema):
-    """200 of GET /stats."""
-
-    total_messages = fields.Integer(required=True, metadata={"minimum": 0})
-    senders_count = fields.Integer(required=True, metadata={"minimum": 0})
-    messages_per_sender = fields.List(
-        fields.Nested(SenderCountSchema), required=True,
-        metadata={"maxItems": 10, "description": "Top 10 senders by count, descending; ties by 'from'."},
-    )
-    first_message_ts = fields.String(required=True, allow_none=True)
-    last_message_ts = fields.String(required=True, allow_none=True)
-
-
-class LiveSchema(Schema):
-    """200 of GET /health/live."""
-
-    status = fields.String(required=True, metadata={"enum": ["ok"]})
-
-
-def _checks():
-    return fields.Dict(
-        keys=fields.String(),
-        values=fields.String(),
-        required=True,
-        metadata={"description": "Each check ('database', 'webhook_secret'): 'ok' or why it failed.",
-                  "example": {"webhook_secret": "ok", "database": "ok"}},
-    )
-
-
-class ReadySchema(Schema):
-    """200 of GET /health/ready."""
-
-    status = fields.String(required=True, metadata={"enum": ["ready"]})
-    checks = _checks()
-
-
-class NotReadySchema(Schema):
-    """503 of GET /health/ready: which check failed."""
-
-    status = fields.String(required=True, metadata={"enum": ["unavailable"]})
-    detail = fields.String(required=True, metadata={"example": "not ready: database"})
-    checks = _checks()

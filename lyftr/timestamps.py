@@ -6,7 +6,7 @@ decides first, then the fraction digit by digit ("." < ".0001" < ".5").
 """
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 # [0-9], not \d: \d also matches other scripts' digits, which are not ISO-8601.
 _ISO = re.compile(
@@ -49,8 +49,9 @@ def message_ts_key(value):
 
 
 def query_ts_key(value):
-    """Key of a ``since`` query value: a date, or a date-time in UTC (``Z``), with an offset, or naive
-    (taken as UTC). A ``+`` offset sent unencoded in a URL arrives as a space and is read as ``+``."""
+    """Key of a ``since`` query value: a date, or a date-time in UTC (``Z``), with an offset, or
+    naive (taken as UTC). A ``+`` offset sent unencoded in a URL arrives as a space: read as ``+``.
+    """
     value = value.strip()
     if len(value) > 19 and value[-6] == " ":
         value = f"{value[:-6]}+{value[-5:]}"
@@ -58,4 +59,4 @@ def query_ts_key(value):
 
 
 def now_iso():
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,47 +1,20 @@
-"""POST /webhook: size limit, signature, validation, then insert-once, in the contract's order."""
+"""POST /webhook: size limit, signature, validation, then insert-once, in the contract's order.
 
-import json
-import math
+The signature is the contract's ``X-Signature``, or, when ``STANDARD_WEBHOOKS_SECRET`` is set, a
+Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
+"""
 
 from flask import Blueprint, current_app, request
 from marshmallow import ValidationError
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import metrics, schemas, signing, storage
-from .errors import error_response, is_database_unavailable, unavailable
+from . import database_errors, metrics, schemas, signing, storage
+from .errors import error_response, unavailable, validation_detail
+from .inbound import parse_json, read_body
 from .request_log import annotate
 
 bp = Blueprint("webhook", __name__)
 
 _message_schema = schemas.WebhookMessageSchema()
-
-
-def _not_json(constant):
-    # json.loads reads NaN, Infinity and -Infinity, which RFC 8259 JSON does not have.
-    raise ValueError(f"{constant} is not valid JSON")
-
-
-def _finite_float(literal):
-    # 1e999 would become inf, which cannot be echoed back in a 422 as JSON.
-    value = float(literal)
-    if math.isinf(value):
-        raise ValueError(f"{literal} is out of range")
-    return value
-
-
-def _read_body():
-    """The raw body; over MAX_CONTENT_LENGTH: 413, see on_payload_too_large.
-
-    werkzeug refuses a too long Content-Length itself. When the server terminates the input
-    (``wsgi.input_terminated``, as Gunicorn does; the case of chunked bodies) it stops reading at
-    the limit without a word: a byte left past the limit means the body was too large.
-    """
-    body = request.get_data(cache=False)
-    environ = request.environ
-    if "wsgi.input_terminated" in environ and len(body) >= request.max_content_length:
-        if environ["wsgi.input"].read(1):
-            raise RequestEntityTooLarge()
-    return body
 
 
 def _outcome(result, **fields):
@@ -55,28 +28,36 @@ def receive():
         "current": current_app.config["WEBHOOK_SECRET"],
         "previous": current_app.config["WEBHOOK_SECRET_PREVIOUS"],
     }
-    body = _read_body()
+    body = read_body()
     if not secrets["current"]:
         _outcome("not_configured", dup=False)
         return unavailable("webhook secret not configured")
     key = signing.verify(secrets, body, request.headers.get("X-Signature"))
+    if key is None and "webhook-signature" in request.headers:
+        key = _standard_webhooks_key(body)
     if key is None:
         _outcome("invalid_signature", dup=False)
         return error_response(401, "invalid signature")
 
     try:
-        payload = json.loads(body.decode("utf-8"), parse_constant=_not_json, parse_float=_finite_float)
+        payload = parse_json(body)
     except (ValueError, RecursionError):  # also invalid UTF-8 (a ValueError) and too deep nesting
         _outcome("validation_error", dup=False, key=key)
-        detail = [{"type": "json_invalid", "loc": ["body"], "msg": schemas.INVALID_JSON, "input": None}]
+        detail = [
+            {"type": "json_invalid", "loc": ["body"], "msg": schemas.INVALID_JSON, "input": None}
+        ]
         return error_response(422, detail)
     try:
         message = _message_schema.load(payload)
     except ValidationError as exc:
         message_id = payload.get("message_id") if isinstance(payload, dict) else None
-        _outcome("validation_error", dup=False, key=key,
-                 **({"message_id": message_id} if isinstance(message_id, str) else {}))
-        detail = schemas.error_detail(exc.messages, "body", payload)
+        _outcome(
+            "validation_error",
+            dup=False,
+            key=key,
+            **({"message_id": message_id} if isinstance(message_id, str) else {}),
+        )
+        detail = validation_detail(exc.messages, "body", payload, _message_schema)
         try:
             return error_response(422, detail)
         except RecursionError:  # an input nested too deeply to echo back: leave it out
@@ -85,12 +66,32 @@ def receive():
     try:
         created = storage.insert_message(message)
     except Exception as exc:
-        result = "unavailable" if is_database_unavailable(exc) else "error"
+        result = "unavailable" if database_errors.is_unavailable(exc) else "error"
         _outcome(result, message_id=message["message_id"], dup=False, key=key)
         raise
-    _outcome("created" if created else "duplicate", message_id=message["message_id"],
-             dup=not created, key=key)
+    if created:
+        metrics.count_stored("webhook")
+    _outcome(
+        "created" if created else "duplicate",
+        message_id=message["message_id"],
+        dup=not created,
+        key=key,
+    )
     return {"status": "ok"}
+
+
+def _standard_webhooks_key(body):
+    """ "standard-webhooks" if the delivery carries a valid Standard Webhooks signature."""
+    secret = current_app.config["STANDARD_WEBHOOKS_SECRET"]
+    headers = request.headers
+    valid = signing.verify_standard_webhooks(
+        secret,
+        body,
+        headers.get("webhook-id"),
+        headers.get("webhook-timestamp"),
+        headers.get("webhook-signature"),
+    )
+    return "standard-webhooks" if valid else None
 
 
 @bp.errorhandler(413)

@@ -6,56 +6,16 @@ LYFTR_TEST_POSTGRES_URL is set (skipped, with the reason, when it is not). Tests
 SQLite has (its file, its locks, its search index) are marked ``sqlite_only``.
 """
 
-import json
-import os
-import uuid
-
 import pytest
-from sqlalchemy.engine import make_url
+from helpers import NO_POSTGRES, POSTGRES_URL, SECRET, PostgresSchema, Sender
 
 from lyftr import create_app
-from lyftr.signing import sign
-
-SECRET = "test-secret"
-POSTGRES_URL = os.environ.get("LYFTR_TEST_POSTGRES_URL", "")
-NO_POSTGRES = (
-    "PostgreSQL tier: set LYFTR_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-)
 
 
-def postgres_admin():
-    """A psycopg connection (autocommit) to the test server's database, for setup and checks."""
-    import psycopg
-
-    url = make_url(POSTGRES_URL).set(drivername="postgresql")
-    return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
-
-
-class PostgresSchema:
-    """A fresh schema for one test; the URL given to the app puts it first on the search_path.
-    ``application_name`` marks the test's connections, so teardown can end any left open."""
-
-    def __init__(self):
-        self.name = f"lyftr_test_{uuid.uuid4().hex[:12]}"
-        self.url = make_url(POSTGRES_URL).update_query_dict({
-            "options": f"-csearch_path={self.name},public",
-            "application_name": self.name,
-        }).render_as_string(hide_password=False)
-
-    def __enter__(self):
-        with postgres_admin() as connection:
-            # pg_trgm once per database, in public: a per-test schema would take it along when dropped.
-            connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
-            connection.execute(f'CREATE SCHEMA "{self.name}"')
-        return self
-
-    def __exit__(self, *exc):
-        with postgres_admin() as connection:
-            connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = %s AND pid <> pg_backend_pid()", (self.name,)
-            )
-            connection.execute(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
+def pytest_report_header(config):
+    if POSTGRES_URL:
+        return f"PostgreSQL tier: on ({POSTGRES_URL})"
+    return f"PostgreSQL tier: off, its tests are skipped. {NO_POSTGRES}"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -89,37 +49,6 @@ def client(app):
     return app.test_client()
 
 
-def sample_message(**overrides):
-    message = {
-        "message_id": "m1",
-        "from": "+919876543210",
-        "to": "+14155550100",
-        "ts": "2025-01-15T10:00:00Z",
-        "text": "Hello",
-    }
-    message.update(overrides)
-    return message
-
-
-class Sender:
-    """Posts to /webhook the way the provider does: raw bytes, signed with the secret."""
-
-    def __init__(self, client, secret=SECRET):
-        self.client = client
-        self.secret = secret
-
-    def raw(self, body, signature=None, **headers):
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        if signature is None:
-            signature = sign(self.secret, body)
-        return self.client.post("/webhook", data=body, headers={"X-Signature": signature, **headers})
-
-    def __call__(self, message=None, **overrides):
-        body = json.dumps(message if message is not None else sample_message(**overrides))
-        return self.raw(body)
-
-
 @pytest.fixture
 def send(client):
     return Sender(client)
@@ -135,29 +64,3 @@ def make_app(database_url):
         return create_app(config)
 
     return make
-
-
-def stored_total(client):
-    """How many messages the service holds, asked both ways the contract offers."""
-    listed = client.get("/messages").get_json()["total"]
-    counted = client.get("/stats").get_json()["total_messages"]
-    assert listed == counted
-    return listed
-
-
-def assert_nothing_stored(client):
-    assert stored_total(client) == 0
-    assert client.get("/stats").get_json()["senders_count"] == 0
-
-
-def metric(client, name, **labels):
-    """The value of one sample scraped from /metrics (0.0 when the series does not exist yet)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    for family in text_string_to_metric_families(response.get_data(as_text=True)):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0

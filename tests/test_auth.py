@@ -1,8 +1,7 @@
 """API_TOKEN: optional bearer-token protection of /messages, /stats and /metrics."""
 
 import pytest
-
-from conftest import SECRET
+from helpers import SECRET
 
 TOKEN = "read-token-123"
 PROTECTED = ["/messages", "/stats", "/metrics"]
@@ -40,7 +39,7 @@ def test_health_stays_open(guarded, path):
 
 
 def test_webhook_is_not_behind_the_token(guarded):
-    from conftest import Sender
+    from helpers import Sender
 
     assert Sender(guarded, SECRET)().status_code == 200
 

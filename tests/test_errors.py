@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import sample_message, stored_total
+from helpers import sample_message, stored_total
 
 
 def test_unknown_url_is_json_404(client):

@@ -6,19 +6,22 @@ half-written, the request line says what happened, and the same app serves the n
 
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from conftest import SECRET, Sender, metric, sample_message
+from helpers import SECRET, Sender, metric, sample_message
 
 import lyftr.storage
 from lyftr.logs import LineFormatter
 from lyftr.signing import sign
 
 FORMATTER = LineFormatter()
+TESTS = Path(__file__).parent
 BUSY_TIMEOUT_MS = 200
 
 
@@ -77,7 +80,9 @@ def exclusive_lock(path, holder):
     else:
         process = subprocess.Popen(
             [sys.executable, "-c", LOCK_HOLDER, str(path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert process.stdout.readline().strip() == "locked"
@@ -116,7 +121,10 @@ def test_webhook_503_while_database_locked_then_retry_stores_once(busy, caplog, 
         line = only(request_lines(caplog, "/webhook"))
         assert (line["level"], line["status"], line["result"]) == ("ERROR", 503, "unavailable")
         assert line["message_id"] == "m1" and line["dup"] is False
-        assert metric(client, "webhook_requests_total", result="unavailable") == unavailable_before + 1
+        assert line["cause"] == "locked"
+        assert (
+            metric(client, "webhook_requests_total", result="unavailable") == unavailable_before + 1
+        )
 
     # Released: nothing of the refused delivery was written.
     assert snapshot(client) == before
@@ -155,10 +163,14 @@ def test_lock_released_within_busy_timeout_is_not_an_error(make_app, tmp_path):
     client = make_app(DB_BUSY_TIMEOUT_MS=5000).test_client()
     assert client.get("/health/ready").status_code == 200
     process = subprocess.Popen(
-        [sys.executable, "-c",
-         LOCK_HOLDER.replace("sys.stdin.read()", "import time; time.sleep(0.3)"),
-         str(tmp_path / "app.db")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            LOCK_HOLDER.replace("sys.stdin.read()", "import time; time.sleep(0.3)"),
+            str(tmp_path / "app.db"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout.readline().strip() == "locked"
@@ -211,7 +223,7 @@ def test_failure_mid_transaction_leaves_nothing_half_written(make_app, tmp_path,
 
 
 @pytest.mark.sqlite_only
-def test_database_path_is_a_directory_at_start_then_appears(make_app, tmp_path):
+def test_database_path_is_a_directory_at_start_then_appears(make_app, tmp_path, caplog):
     path = tmp_path / "app.db"
     path.mkdir()
     app = make_app()
@@ -219,10 +231,15 @@ def test_database_path_is_a_directory_at_start_then_appears(make_app, tmp_path):
     assert client.get("/health/live").status_code == 200
     ready = client.get("/health/ready")
     assert ready.status_code == 503
-    assert ready.get_json()["checks"]["database"] != "ok"
+    assert ready.get_json()["checks"]["database"].startswith("unavailable: unreachable")
+    caplog.set_level(logging.INFO, logger="lyftr.request")
     for response in (send(), client.get("/messages"), client.get("/stats")):
         assert_json(response, 503)
         assert "Retry-After" in response.headers
+    causes = [
+        line.get("cause") for line in request_lines(caplog) if line["path"] != "/health/ready"
+    ]
+    assert causes == ["unreachable"] * 3
 
     path.rmdir()
     assert client.get("/health/ready").status_code == 200
@@ -245,7 +262,8 @@ def test_file_that_is_not_a_database(make_app, tmp_path, caplog):
         assert response.status_code == 503
         assert_json(response, 503)
         assert "Retry-After" in response.headers
-    assert all(line["level"] == "ERROR" for line in request_lines(caplog))
+    lines = [line for line in request_lines(caplog) if line["path"] != "/health/ready"]
+    assert [(line["level"], line.get("cause")) for line in lines] == [("ERROR", "corrupt")] * 3
 
     path.unlink()
     assert client.get("/health/ready").status_code == 200
@@ -264,15 +282,21 @@ def crash(*args, **kwargs):
     ("target", "request_"),
     [
         ("stats", lambda client: client.get("/stats", headers={"X-Request-ID": "fault-1"})),
-        ("list_messages", lambda client: client.get("/messages", headers={"X-Request-ID": "fault-1"})),
-        ("check_database", lambda client: client.get("/health/ready", headers={"X-Request-ID": "fault-1"})),
+        (
+            "list_messages",
+            lambda client: client.get("/messages", headers={"X-Request-ID": "fault-1"}),
+        ),
+        (
+            "_read_tables",
+            lambda client: client.get("/health/ready", headers={"X-Request-ID": "fault-1"}),
+        ),
     ],
 )
 def test_crash_in_a_read_handler(client, monkeypatch, caplog, target, request_):
     monkeypatch.setattr(lyftr.storage, target, crash)
     caplog.set_level(logging.INFO, logger="lyftr.request")
     response = request_(client)
-    if target == "check_database":  # readiness turns any failure into "not ready"
+    if target == "_read_tables":  # readiness turns any failure into "not ready"
         assert assert_json(response, 503)["checks"]["database"] != "ok"
     else:
         assert assert_json(response, 500) == {"detail": "internal error", "request_id": "fault-1"}
@@ -282,7 +306,10 @@ def test_crash_in_a_read_handler(client, monkeypatch, caplog, target, request_):
         line = only(request_lines(caplog))
         assert (line["level"], line["status"], line["request_id"]) == ("ERROR", 500, "fault-1")
         assert isinstance(line["exc_info"], str)
-        assert "Traceback" in line["exc_info"] and "RuntimeError: kaboom: internals" in line["exc_info"]
+        assert (
+            "Traceback" in line["exc_info"]
+            and "RuntimeError: kaboom: internals" in line["exc_info"]
+        )
 
     # The other endpoints keep working meanwhile, and the same one once the fault is gone.
     assert client.get("/health/live").status_code == 200
@@ -324,7 +351,7 @@ def test_repeated_crashes_leave_no_state_behind(client, monkeypatch):
     assert client.get("/stats").get_json()["total_messages"] == 5
 
 
-# --- (d) error bodies are never HTML ---------------------------------------------------------------
+# --- (d) error bodies are never HTML -----------------------------------------------------------
 
 
 def oversized(client):
@@ -372,7 +399,120 @@ def test_error_bodies_json_even_when_html_is_asked_for(client):
 def test_413_declared_length_without_a_body_is_json(client):
     # A client announcing a huge body is refused on the header alone, before anything is read.
     response = client.post(
-        "/webhook", data=b"", headers={"X-Signature": "0" * 64},
+        "/webhook",
+        data=b"",
+        headers={"X-Signature": "0" * 64},
         environ_overrides={"CONTENT_LENGTH": str(10 * 1024 * 1024)},
     )
     assert_json(response, 413)
+
+
+# --- (e) what an operator can act on: the cause in the log, readiness that sees it ---------------
+
+
+@pytest.mark.sqlite_only
+def test_writer_queue_timeout_is_locked_and_keeps_the_schema(busy, caplog):
+    # The in-process writer queue timing out is a busy database, like SQLite's own busy timeout:
+    # it must not make the next request re-check the schema, which would queue for the same lock.
+    client, _ = busy
+    writer = client.application.extensions["lyftr.storage"].writer
+    caplog.set_level(logging.INFO, logger="lyftr.request")
+    with writer.lock:  # another writer of this process holds its turn past the busy timeout
+        assert_json(Sender(client)(message_id="m1"), 503)
+        assert only(request_lines(caplog, "/webhook"))["cause"] == "locked"
+        assert client.get("/messages").status_code == 200
+        assert client.get("/health/ready").status_code == 200
+    assert Sender(client)(message_id="m1").status_code == 200
+    assert client.get("/stats").get_json()["total_messages"] == 2
+
+
+@contextmanager
+def small_filesystem(tmp_path, size="3m"):
+    """A tmpfs of ``size`` at tmp_path/small (needs root, as the CI machine has)."""
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+def fill(directory):
+    """Write a file until the filesystem is full; return its path."""
+    filler = directory / "filler"
+    with open(filler, "wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 65536)
+                file.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.sqlite_only
+def test_disk_full_is_named_and_makes_readiness_fail(make_app, tmp_path, caplog):
+    with small_filesystem(tmp_path) as disk:
+        app = make_app(DATABASE_URL=f"sqlite:///{disk}/app.db")
+        client, send = app.test_client(), Sender(app.test_client())
+        assert send(message_id="m0").status_code == 200
+        filler = fill(disk)
+
+        caplog.set_level(logging.INFO, logger="lyftr.request")
+        response = send(message_id="m1", text="x" * 4000)
+        assert_json(response, 503)
+        assert response.headers["Retry-After"]
+        assert only(request_lines(caplog, "/webhook"))["cause"] == "disk full"
+        ready = assert_json(client.get("/health/ready"), 503)
+        assert ready["checks"]["database"] == "unavailable: cannot take writes: disk full"
+        assert client.get("/stats").get_json()["total_messages"] == 1  # reads still work
+
+        filler.unlink()
+        assert client.get("/health/ready").status_code == 200
+        assert send(message_id="m1", text="x" * 4000).status_code == 200
+        assert [m["message_id"] for m in client.get("/messages").get_json()["data"]] == [
+            "m0",
+            "m1",
+        ]
+
+
+STORE_ONE = """
+import sys
+from helpers import Sender
+from lyftr import create_app
+app = create_app({"WEBHOOK_SECRET": "test-secret", "DATABASE_URL": sys.argv[1]})
+assert Sender(app.test_client())(message_id="m0").status_code == 200
+"""
+
+
+@pytest.mark.sqlite_only
+def test_read_only_filesystem_is_named_and_makes_readiness_fail(make_app, tmp_path, caplog):
+    with small_filesystem(tmp_path) as disk:
+        url = f"sqlite:///{disk}/app.db"
+        # Stored by another process: a filesystem with files open for writing cannot become ro.
+        path = os.pathsep.join((str(TESTS), str(TESTS.parent)))
+        subprocess.run(
+            [sys.executable, "-c", STORE_ONE, url],
+            env={**os.environ, "PYTHONPATH": path},
+            check=True,
+        )
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        app = make_app(DATABASE_URL=url)
+        client, send = app.test_client(), Sender(app.test_client())
+        try:
+            caplog.set_level(logging.INFO, logger="lyftr.request")
+            assert_json(send(message_id="m1"), 503)
+            assert only(request_lines(caplog, "/webhook"))["cause"] == "read-only"
+            ready = assert_json(client.get("/health/ready"), 503)
+            assert ready["checks"]["database"] == "unavailable: cannot take writes: read-only"
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+        assert client.get("/health/ready").status_code == 200
+        assert send(message_id="m1").status_code == 200
+        assert client.get("/stats").get_json()["total_messages"] == 2

@@ -6,25 +6,35 @@ import threading
 import time
 
 import pytest
-from conftest import SECRET
+from helpers import SECRET
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from lyftr import create_app, schemas, sqlite_store, storage
+from lyftr import create_app, schema, schemas, storage
 
 
 def message(message_id, sender="+919876543210", text="hello"):
-    return schemas.WebhookMessageSchema().load({
-        "message_id": message_id, "from": sender, "to": "+14155550100",
-        "ts": "2025-01-15T10:00:00Z", "text": text,
-    })
+    return schemas.WebhookMessageSchema().load(
+        {
+            "message_id": message_id,
+            "from": sender,
+            "to": "+14155550100",
+            "ts": "2025-01-15T10:00:00Z",
+            "text": text,
+        }
+    )
 
 
 @pytest.fixture
 def app(tmp_path):
-    app = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path}/app.db",
-                      "DB_BUSY_TIMEOUT_MS": 2000})
+    app = create_app(
+        {
+            "WEBHOOK_SECRET": SECRET,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/app.db",
+            "DB_BUSY_TIMEOUT_MS": 2000,
+        }
+    )
     with app.app_context():
-        storage.ensure_schema()
+        schema.current().ensure()
     return app
 
 
@@ -41,11 +51,12 @@ def insert_concurrently(app, messages):
                 outcomes[i] = exc
 
     threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(messages))]
-    with sqlite_store._writer:
+    writer = app.extensions["lyftr.storage"].writer
+    with writer.lock:
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
-        while len(sqlite_store._pending) < len(messages):
+        while len(writer.pending) < len(messages):
             assert time.monotonic() < deadline, "deliveries did not queue"
             time.sleep(0.01)
     for thread in threads:
@@ -57,7 +68,8 @@ def rows(app):
     path = app.config["DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(path) as connection:
         found = connection.execute(
-            "SELECT message_id, text FROM messages ORDER BY message_id").fetchall()
+            "SELECT message_id, text FROM messages ORDER BY message_id"
+        ).fetchall()
         counts = dict(connection.execute("SELECT from_msisdn, count FROM sender_counts").fetchall())
         indexed = connection.execute("SELECT count(*) FROM messages_fts").fetchone()[0]
     connection.close()
@@ -65,8 +77,13 @@ def rows(app):
 
 
 def test_one_batch_same_outcomes_as_one_by_one(app):
-    batch = [message("a"), message("b", text="second"), message("a", text="dup in batch"),
-             message("c", sender="+1555", text=None), message("d")]
+    batch = [
+        message("a"),
+        message("b", text="second"),
+        message("a", text="dup in batch"),
+        message("c", sender="+1555", text=None),
+        message("d"),
+    ]
     outcomes = insert_concurrently(app, batch)
     # The two deliveries of "a" race: whichever queued first is stored, the other is a duplicate.
     assert sorted([outcomes[0], outcomes[2]]) == [False, True]
@@ -103,7 +120,8 @@ def test_a_failing_delivery_fails_alone(app):
 def test_waiting_past_the_busy_timeout_is_a_503_and_stores_nothing(make_app):
     app = make_app(DB_BUSY_TIMEOUT_MS=200)
     with app.app_context():
-        storage.ensure_schema()
+        schema.current().ensure()
+    writer = app.extensions["lyftr.storage"].writer
     outcomes = []
 
     def deliver(message_id):
@@ -113,14 +131,14 @@ def test_waiting_past_the_busy_timeout_is_a_503_and_stores_nothing(make_app):
             except OperationalError as exc:
                 outcomes.append(exc)
 
-    with sqlite_store._writer:  # held longer than the busy timeout
+    with writer.lock:  # held longer than the busy timeout
         threads = [threading.Thread(target=deliver, args=(m,)) for m in ("x", "y")]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(10)
     assert len(outcomes) == 2 and all(isinstance(o, OperationalError) for o in outcomes)
-    assert sqlite_store._pending == []
+    assert writer.pending == []
     assert rows(app)[0] == []
     with app.app_context():  # and the next delivery goes through
         assert storage.insert_message(message("x")) is True

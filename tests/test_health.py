@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import stored_total
+from helpers import stored_total
 
 
 def test_live(client):

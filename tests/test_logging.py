@@ -6,8 +6,9 @@ import sqlite3
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import SECRET, sample_message
+from helpers import SECRET, sample_message
 
+from lyftr import logs
 from lyftr.logs import LineFormatter
 from lyftr.signing import sign
 
@@ -20,7 +21,9 @@ def lines(caplog):
     caplog.set_level(logging.DEBUG)
 
     def request_lines():
-        return [json.loads(FORMATTER.format(r)) for r in caplog.records if r.name == "lyftr.request"]
+        return [
+            json.loads(FORMATTER.format(r)) for r in caplog.records if r.name == "lyftr.request"
+        ]
 
     return request_lines
 
@@ -34,7 +37,12 @@ def test_request_line_is_json_with_required_fields(client, lines):
     client.get("/messages?limit=5")
     line = only(lines())
     assert {"ts", "level", "request_id", "method", "path", "status", "latency_ms"} <= line.keys()
-    assert (line["method"], line["path"], line["status"], line["level"]) == ("GET", "/messages", 200, "INFO")
+    assert (line["method"], line["path"], line["status"], line["level"]) == (
+        "GET",
+        "/messages",
+        200,
+        "INFO",
+    )
     assert isinstance(line["latency_ms"], (int, float)) and line["latency_ms"] >= 0
     assert isinstance(line["request_id"], str) and line["request_id"]
 
@@ -60,8 +68,10 @@ def test_one_line_per_request(client, send, lines):
     send()
     client.get("/messages")
     client.get("/nope")
-    assert [(l["method"], l["path"], l["status"]) for l in lines()] == [
-        ("POST", "/webhook", 200), ("GET", "/messages", 200), ("GET", "/nope", 404)
+    assert [(line["method"], line["path"], line["status"]) for line in lines()] == [
+        ("POST", "/webhook", 200),
+        ("GET", "/messages", 200),
+        ("GET", "/nope", 404),
     ]
 
 
@@ -83,7 +93,11 @@ def test_webhook_validation_error_line(send, lines):
     send(sample_message(message_id="bad-ts", ts="2025-02-30T00:00:00Z"))
     line = only(lines())
     assert (line["result"], line["dup"], line["message_id"], line["status"]) == (
-        "validation_error", False, "bad-ts", 422)
+        "validation_error",
+        False,
+        "bad-ts",
+        422,
+    )
 
 
 def test_webhook_invalid_json_line(send, lines):
@@ -120,10 +134,10 @@ def test_request_id_generated_and_unique(client, lines):
     first = client.get("/health/live").headers["X-Request-ID"]
     second = client.get("/health/live").headers["X-Request-ID"]
     assert first and second and first != second
-    assert [l["request_id"] for l in lines()] == [first, second]
+    assert [line["request_id"] for line in lines()] == [first, second]
 
 
-@pytest.mark.parametrize("incoming", ["", "has spaces", "x" * 129, "quote\"s", "näive"])
+@pytest.mark.parametrize("incoming", ["", "has spaces", "x" * 129, 'quote"s', "näive"])
 def test_unusable_request_id_replaced(client, lines, incoming):
     response = client.get("/health/live", headers={"X-Request-ID": incoming})
     generated = response.headers["X-Request-ID"]
@@ -132,15 +146,17 @@ def test_unusable_request_id_replaced(client, lines, incoming):
 
 
 def test_request_id_on_errors_too(client, send, lines):
-    responses = [client.get("/nope", headers={"X-Request-ID": "r404"}),
-                 send.raw(b"{}", signature="0" * 64, **{"X-Request-ID": "r401"})]
+    responses = [
+        client.get("/nope", headers={"X-Request-ID": "r404"}),
+        send.raw(b"{}", signature="0" * 64, **{"X-Request-ID": "r401"}),
+    ]
     assert [r.headers["X-Request-ID"] for r in responses] == ["r404", "r401"]
-    assert [l["request_id"] for l in lines()] == ["r404", "r401"]
+    assert [line["request_id"] for line in lines()] == ["r404", "r401"]
 
 
-def test_logging_configured_once(make_app):
-    make_app()
-    make_app()
+def test_logging_configured_once():
+    logs.configure("INFO")
+    logs.configure("INFO")
     root = logging.getLogger()
     assert sum(isinstance(h.formatter, LineFormatter) for h in root.handlers) == 1
 

@@ -1,7 +1,7 @@
 """GET /messages: filters, chronological order, offset and cursor paging, query validation."""
 
 import pytest
-from conftest import sample_message
+from helpers import sample_message
 
 
 def ids(response):
@@ -20,12 +20,24 @@ def corpus(send):
     messages = [
         sample_message(message_id="m3", ts="2025-01-15T12:00:00Z", text="Lunch at noon?"),
         sample_message(message_id="m1", ts="2025-01-15T10:00:00Z", text="Hello"),
-        sample_message(message_id="m5", ts="2025-01-16T09:00:00Z", text=None,
-                       **{"from": "+14155550100", "to": "+919876543210"}),
-        sample_message(message_id="m2", ts="2025-01-15T11:00:00Z", text="hello again",
-                       **{"from": "+447700900123"}),
-        sample_message(message_id="m4", ts="2025-01-15T23:30:00Z", text="Good night",
-                       **{"from": "+14155550100", "to": "+919876543210"}),
+        sample_message(
+            message_id="m5",
+            ts="2025-01-16T09:00:00Z",
+            text=None,
+            **{"from": "+14155550100", "to": "+919876543210"},
+        ),
+        sample_message(
+            message_id="m2",
+            ts="2025-01-15T11:00:00Z",
+            text="hello again",
+            **{"from": "+447700900123"},
+        ),
+        sample_message(
+            message_id="m4",
+            ts="2025-01-15T23:30:00Z",
+            text="Good night",
+            **{"from": "+14155550100", "to": "+919876543210"},
+        ),
     ]
     seed(send, messages)
     return {m["message_id"]: m for m in messages}
@@ -55,7 +67,10 @@ def test_default_limit_and_offset(client, send):
 
 
 def test_order_by_ts_then_message_id(client, corpus, send):
-    seed(send, [sample_message(message_id=i, ts="2025-01-15T11:00:00Z") for i in ("m2b", "m2a", "m20")])
+    seed(
+        send,
+        [sample_message(message_id=i, ts="2025-01-15T11:00:00Z") for i in ("m2b", "m2a", "m20")],
+    )
     assert ids(client.get("/messages")) == ["m1", "m2", "m20", "m2a", "m2b", "m3", "m4", "m5"]
 
 
@@ -78,7 +93,9 @@ def test_ts_returned_exactly_as_received(client, send):
     received = ["2025-01-15T10:00:00.500Z", "2025-01-15T10:00:00.000000Z", "2025-01-15T10:00:00Z"]
     seed(send, [sample_message(message_id=f"m{i}", ts=ts) for i, ts in enumerate(received)])
     data = client.get("/messages").get_json()["data"]
-    assert {m["message_id"]: m["ts"] for m in data} == {f"m{i}": ts for i, ts in enumerate(received)}
+    assert {m["message_id"]: m["ts"] for m in data} == {
+        f"m{i}": ts for i, ts in enumerate(received)
+    }
 
 
 # --- filters ------------------------------------------------------------------------------------
@@ -130,13 +147,19 @@ def test_filter_since_offset_with_raw_plus(client, corpus):
 
 
 def test_filter_since_compares_fractional_seconds(client, send):
-    seed(send, [
-        sample_message(message_id="early", ts="2025-01-15T10:00:00.123Z"),
-        sample_message(message_id="late", ts="2025-01-15T10:00:00.5Z"),
-    ])
-    assert ids(client.get("/messages", query_string={"since": "2025-01-15T10:00:00.2Z"})) == ["late"]
+    seed(
+        send,
+        [
+            sample_message(message_id="early", ts="2025-01-15T10:00:00.123Z"),
+            sample_message(message_id="late", ts="2025-01-15T10:00:00.5Z"),
+        ],
+    )
+    assert ids(client.get("/messages", query_string={"since": "2025-01-15T10:00:00.2Z"})) == [
+        "late"
+    ]
     assert ids(client.get("/messages", query_string={"since": "2025-01-15T10:00:00.123Z"})) == [
-        "early", "late"
+        "early",
+        "late",
     ]
 
 
@@ -152,8 +175,13 @@ def test_filter_q_case_insensitive(client, corpus, q):
     [("ÉCOLE", "école"), ("école", "ÉCOLE"), ("Straße", "STRASSE"), ("ΣΟΦΊΑ", "σοφία")],
 )
 def test_filter_q_case_insensitive_beyond_ascii(client, send, stored, q):
-    seed(send, [sample_message(message_id="hit", text=f"à l'{stored} demain"),
-                sample_message(message_id="miss", text="nothing here")])
+    seed(
+        send,
+        [
+            sample_message(message_id="hit", text=f"à l'{stored} demain"),
+            sample_message(message_id="miss", text="nothing here"),
+        ],
+    )
     assert ids(client.get("/messages", query_string={"q": q})) == ["hit"]
 
 
@@ -168,13 +196,16 @@ def test_filter_q_case_insensitive_beyond_ascii(client, send, stored, q):
     ],
 )
 def test_filter_q_special_characters_are_literal(client, send, q, expected):
-    seed(send, [
-        sample_message(message_id="pct", text="50% off"),
-        sample_message(message_id="num", text="500 items"),
-        sample_message(message_id="under", text="a_b"),
-        sample_message(message_id="axb", text="axb"),
-        sample_message(message_id="quote", text='I say "hi" to you'),
-    ])
+    seed(
+        send,
+        [
+            sample_message(message_id="pct", text="50% off"),
+            sample_message(message_id="num", text="500 items"),
+            sample_message(message_id="under", text="a_b"),
+            sample_message(message_id="axb", text="axb"),
+            sample_message(message_id="quote", text='I say "hi" to you'),
+        ],
+    )
     assert ids(client.get("/messages", query_string={"q": q})) == expected
 
 
@@ -235,8 +266,11 @@ def test_filters_combined(client, corpus):
 def many(send):
     """23 messages; several share a ts, so the message_id tie-break matters for paging."""
     messages = [
-        sample_message(message_id=f"p{i:02d}", ts=f"2025-01-15T10:00:0{i % 4}Z",
-                       **{"from": "+1555000000" + str(i % 3)})
+        sample_message(
+            message_id=f"p{i:02d}",
+            ts=f"2025-01-15T10:00:0{i % 4}Z",
+            **{"from": "+1555000000" + str(i % 3)},
+        )
         for i in range(23)
     ]
     seed(send, reversed(messages))
@@ -266,7 +300,9 @@ def test_limit_offset_paging(client, many, params, window):
 
 
 def test_total_counts_filter_matches_ignoring_limit_and_offset(client, many):
-    response = client.get("/messages", query_string={"from": "+15550000001", "limit": 2, "offset": 3})
+    response = client.get(
+        "/messages", query_string={"from": "+15550000001", "limit": 2, "offset": 3}
+    )
     assert len(ids(response)) == 2
     assert response.get_json()["total"] == 8  # i % 3 == 1 for 8 of 23
     response = client.get("/messages", query_string={"since": "2025-01-15T10:00:02Z", "limit": 1})
@@ -276,7 +312,9 @@ def test_total_counts_filter_matches_ignoring_limit_and_offset(client, many):
 def walk_offsets(client, limit, **filters):
     seen, offset = [], 0
     while True:
-        page = ids(client.get("/messages", query_string={"limit": limit, "offset": offset, **filters}))
+        page = ids(
+            client.get("/messages", query_string={"limit": limit, "offset": offset, **filters})
+        )
         if not page:
             return seen
         seen += page
@@ -309,11 +347,14 @@ def test_cursor_paging_with_filter(client, many):
 def test_next_cursor_null_on_last_page(client, many):
     assert client.get("/messages", query_string={"limit": 23}).get_json()["next_cursor"] is None
     assert client.get("/messages", query_string={"limit": 22}).get_json()["next_cursor"] is not None
-    assert client.get("/messages", query_string={"limit": 5, "offset": 20}).get_json()["next_cursor"] is None
+    assert (
+        client.get("/messages", query_string={"limit": 5, "offset": 20}).get_json()["next_cursor"]
+        is None
+    )
 
 
 def test_cursor_that_no_page_could_give_is_422(client, many):
-    from lyftr.storage import encode_cursor
+    from lyftr.messages import encode_cursor
 
     for forged in (encode_cursor("2025-01-15T10:00:00.", "m\x00"), encode_cursor("\x00", "m1")):
         response = client.get("/messages", query_string={"cursor": forged})
@@ -378,3 +419,19 @@ def test_q_with_a_nul_character_searches_instead_of_failing(client, send):
         response = client.get("/messages", query_string={"q": q})
         assert response.status_code == 200
         assert [m["message_id"] for m in response.get_json()["data"]] == ["nul"]
+
+
+@pytest.mark.parametrize(
+    ("query", "msg"),
+    [
+        ("limit=-1", "Input should be between 1 and 100"),
+        ("limit=101", "Input should be between 1 and 100"),
+        ("offset=-1", "Input should be between 0 and 999999999999999999"),
+        ("offset=1000000000000000000", "Input should be between 0 and 999999999999999999"),
+        ("offset=abc", "Input should be a valid integer"),
+    ],
+)
+def test_out_of_range_integers_say_the_allowed_range(client, query, msg):
+    response = client.get(f"/messages?{query}")
+    assert response.status_code == 422
+    assert [entry["msg"] for entry in response.get_json()["detail"]] == [msg]

@@ -1,7 +1,7 @@
 """GET /metrics. The counters are process-global, so every check is on a delta."""
 
 import pytest
-from conftest import metric, sample_message
+from helpers import metric, sample_message
 
 from lyftr.signing import sign
 
@@ -73,7 +73,10 @@ def test_query_string_not_in_path_label(client):
     ],
 )
 def test_webhook_outcomes_counted(client, send, result, deliver):
-    before = {r: webhook(client, r) for r in ("created", "duplicate", "invalid_signature", "validation_error")}
+    before = {
+        r: webhook(client, r)
+        for r in ("created", "duplicate", "invalid_signature", "validation_error")
+    }
     before.setdefault(result, webhook(client, result))
     deliver(send)
     after = {r: webhook(client, r) for r in before}
@@ -106,9 +109,13 @@ def test_contract_results_always_exported(client):
 
 def test_latency_histogram(client, send):
     text = client.get("/metrics").get_data(as_text=True)
-    for line in ('request_latency_ms_bucket{le="100"}', 'request_latency_ms_bucket{le="500"}',
-                 'request_latency_ms_bucket{le="+Inf"}', "request_latency_ms_sum",
-                 "request_latency_ms_count"):
+    for line in (
+        'request_latency_ms_bucket{le="100"}',
+        'request_latency_ms_bucket{le="500"}',
+        'request_latency_ms_bucket{le="+Inf"}',
+        "request_latency_ms_sum",
+        "request_latency_ms_count",
+    ):
         assert line in text
 
     count = metric(client, "request_latency_ms_count")  # this scrape itself is observed after

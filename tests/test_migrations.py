@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
-from conftest import SECRET, Sender, sample_message
+from helpers import SECRET, Sender, sample_message
 from sqlalchemy import inspect
 
-from lyftr import create_app, storage
+from lyftr import create_app, schema
 from lyftr.extensions import db
 
 RELEASE_1_0 = Path(__file__).parent / "data" / "lyftr-1.0.sql"
-HEAD = ScriptDirectory.from_config(storage.alembic_config()).get_current_head()
+HEAD = ScriptDirectory.from_config(schema.alembic_config()).get_current_head()
 
 
 def flask_db(app, *args):
@@ -33,9 +33,20 @@ def tables(app):
         return set(inspect(db.engine).get_table_names())
 
 
-def test_new_database_is_at_head(app):
+def test_create_app_makes_no_connection(app):
+    # The factory only wires: a database that does not exist yet is not created by it.
+    assert tables(app) == set()
+
+
+def test_new_database_is_at_head_after_the_first_request(app):
+    assert app.test_client().get("/health/ready").status_code == 200
     assert revision(app) == HEAD
     assert {"messages", "sender_counts", "alembic_version"} <= tables(app)
+
+
+def test_flask_db_upgrade_brings_a_new_database_to_head(app):
+    flask_db(app, "upgrade")
+    assert revision(app) == HEAD
 
 
 def test_flask_db_upgrade_at_head_changes_nothing(app, send):
@@ -48,6 +59,7 @@ def test_flask_db_upgrade_at_head_changes_nothing(app, send):
 def test_models_and_migrations_agree(app):
     # `flask db check` fails if autogenerate would write a new migration: the models and the
     # history describe the same schema (on this backend).
+    flask_db(app, "upgrade")
     flask_db(app, "check")
 
 
@@ -67,9 +79,11 @@ def test_concurrent_upgrades_apply_once(database_url):
     start = threading.Barrier(4)
 
     def boot():
+        app = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url})
         start.wait()
         try:
-            apps.append(create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url}))
+            assert app.test_client().get("/health/ready").status_code == 200
+            apps.append(app)
         except Exception as exc:  # the test reports it
             errors.append(exc)
 
@@ -99,19 +113,25 @@ def release_1_0_database(tmp_path):
 def test_release_1_0_database_upgrades_in_place(release_1_0_database, how):
     url = f"sqlite:///{release_1_0_database}"
     if how == "flask db upgrade":
-        # The container's way: the migration runs before the server (not in create_app's startup).
+        # The container's way: the migration runs before the server starts.
         app = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": url})
         flask_db(app, "upgrade")
     app = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": url})
     client = app.test_client()
+    listed = client.get("/messages").get_json()
     assert revision(app) == HEAD
 
-    listed = client.get("/messages").get_json()
     assert [m["message_id"] for m in listed["data"]] == ["old-2", "old-1", "old-3"]
     assert listed["data"][1] == {
-        "message_id": "old-1", "from": "+919876543210", "to": "+14155550100",
-        "ts": "2025-01-15T10:00:00Z", "text": "Hello from 1.0",
+        "message_id": "old-1",
+        "from": "+919876543210",
+        "to": "+14155550100",
+        "ts": "2025-01-15T10:00:00Z",
+        "text": "Hello from 1.0",
     }
+    # Rows from before revision 0002 came through /webhook.
+    record = client.get("/messages/old-1").get_json()
+    assert (record["provider"], record["type"], record["raw"]) == ("webhook", "text", None)
     stats = client.get("/stats").get_json()
     assert stats["total_messages"] == 3
     assert stats["messages_per_sender"][0] == {"from": "+919876543210", "count": 2}
@@ -122,7 +142,10 @@ def test_release_1_0_database_upgrades_in_place(release_1_0_database, how):
     assert send(sample_message(message_id="new-1", text="after the upgrade")).status_code == 200
     assert send(sample_message(message_id="old-1", text="changed")).status_code == 200
     assert client.get("/stats").get_json()["total_messages"] == 4
-    assert client.get("/messages", query_string={"q": "1.0"}).get_json()["data"][0]["text"] == "Hello from 1.0"
+    assert (
+        client.get("/messages", query_string={"q": "1.0"}).get_json()["data"][0]["text"]
+        == "Hello from 1.0"
+    )
     with sqlite3.connect(release_1_0_database) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
     connection.close()

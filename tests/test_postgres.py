@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import SECRET, Sender, sample_message
+from helpers import SECRET, Sender, sample_message
 
 from lyftr import create_app
 from lyftr.extensions import db
@@ -13,10 +13,14 @@ from lyftr.extensions import db
 def pg_app(backend, database_url):
     if backend != "postgres":
         pytest.skip("PostgreSQL-specific")
-    app = create_app({
-        "WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url,
-        "DB_POOL_SIZE": 3, "DB_MAX_OVERFLOW": 2,
-    })
+    app = create_app(
+        {
+            "WEBHOOK_SECRET": SECRET,
+            "DATABASE_URL": database_url,
+            "DB_POOL_SIZE": 3,
+            "DB_MAX_OVERFLOW": 2,
+        }
+    )
     yield app
     with app.app_context():
         db.engine.dispose()

@@ -3,9 +3,10 @@
 Each property builds its own app inside the test body (never from a function-scoped fixture under
 ``@given``): either one app per test, whose counts are checked against what should have been stored
 so far, or a fresh temporary database per example where an example must read back exactly what it
-wrote. The expectations come from an oracle written from the contract (``is_valid``, ``model_query``),
-not from the implementation. Random draws hit a given boundary only now and then, so every boundary
-value is also run as a plain parametrized case (``test_boundary_mutations``, ``test_query_cases``).
+wrote. The expectations come from an oracle written from the contract (``is_valid``,
+``model_query``), not from the implementation. Random draws hit a given boundary only now and then,
+so every boundary value is also run as a plain parametrized case (``test_boundary_mutations``,
+``test_query_cases``).
 """
 
 import json
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
-from conftest import SECRET
+from helpers import SECRET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -69,7 +70,11 @@ def counts(client):
     listed = client.get("/messages")
     stats = client.get("/stats")
     assert listed.status_code == stats.status_code == 200
-    return listed.get_json()["total"], stats.get_json()["total_messages"], stats.get_json()["senders_count"]
+    return (
+        listed.get_json()["total"],
+        stats.get_json()["total_messages"],
+        stats.get_json()["senders_count"],
+    )
 
 
 def assert_json_error(response, status, location):
@@ -82,11 +87,13 @@ def assert_json_error(response, status, location):
         assert entry["loc"][0] == location
 
 
-# --- an oracle written from the contract (and the README's documented bounds) -----------------
+# --- an oracle written from the contract (and docs/api.md's documented bounds) -----------------
 
 MSISDN = re.compile(r"\+[0-9]{1,15}")
-TS = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?Z")
-MESSAGE_ID_MAX = 256  # README: message_id is 1-256 characters
+TS = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]{1,9})?Z"
+)
+MESSAGE_ID_MAX = 256  # docs/api.md: message_id is 1-256 characters
 TEXT_MAX = 4096
 
 
@@ -102,7 +109,10 @@ def _finite(literal):
 
 
 def parse_json(body):
-    """The JSON value of ``body`` (RFC 8259: UTF-8, no NaN/Infinity), or ABSENT if it is not JSON."""
+    """The JSON value of ``body``, or ABSENT if it is not JSON.
+
+    JSON as in RFC 8259: UTF-8, no NaN/Infinity.
+    """
     try:
         return json.loads(body.decode("utf-8"), parse_constant=_strict, parse_float=_finite)
     except (ValueError, RecursionError):
@@ -170,11 +180,15 @@ valid_timestamps = st.builds(
 )
 emoji = st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF)
 unicode_text = st.text(st.characters(codec="utf-8"), max_size=40)  # no surrogates, any plane
-valid_texts = st.one_of(st.none(), st.just(ABSENT), st.text(max_size=60), st.text(emoji, max_size=20))
+valid_texts = st.one_of(
+    st.none(), st.just(ABSENT), st.text(max_size=60), st.text(emoji, max_size=20)
+)
 
 valid_messages = st.fixed_dictionaries(
     {
-        "message_id": st.one_of(st.text(min_size=1, max_size=40), st.text(emoji, min_size=1, max_size=10)),
+        "message_id": st.one_of(
+            st.text(min_size=1, max_size=40), st.text(emoji, min_size=1, max_size=10)
+        ),
         "from": msisdns,
         "to": msisdns,
         "ts": valid_timestamps,
@@ -201,18 +215,63 @@ ts_like = st.from_regex(
     fullmatch=True,
 )
 BOUNDARIES = {
-    "message_id": ["", " ", "x" * MESSAGE_ID_MAX, "x" * (MESSAGE_ID_MAX + 1), "😀" * MESSAGE_ID_MAX,
-                   "😀" * (MESSAGE_ID_MAX + 1), "\x00", "null"],
-    "from": ["+", "+1", "+" + "9" * 15, "+" + "9" * 16, "9" * 10, "++1", "+1 ", " +1", "+1\n", "+١٢٣",
-             "+１２３", "", "+0"],
-    "ts": ["2025-02-28T10:00:00Z", "2025-02-29T10:00:00Z", "2024-02-29T23:59:59.999999999Z",
-           "2025-02-30T10:00:00Z", "2025-01-15T24:00:00Z", "2025-01-15T23:59:60Z",
-           "2025-01-15T10:00:00.1234567890Z", "2025-01-15T10:00:00.Z", "2025-01-15T10:00:00z",
-           "2025-01-15t10:00:00Z", "2025-01-15T10:00:00+00:00", "2025-01-15 10:00:00Z",
-           "0000-01-01T00:00:00Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z",
-           "2025-01-15", "", "2025-01-15T10:00:00Z ", "２０２５-01-15T10:00:00Z"],
-    "text": ["", "a" * TEXT_MAX, "a" * (TEXT_MAX + 1), "😀" * TEXT_MAX, "😀" * (TEXT_MAX + 1),
-             "é" * TEXT_MAX, "\x00", "%_", "<script>"],
+    "message_id": [
+        "",
+        " ",
+        "x" * MESSAGE_ID_MAX,
+        "x" * (MESSAGE_ID_MAX + 1),
+        "😀" * MESSAGE_ID_MAX,
+        "😀" * (MESSAGE_ID_MAX + 1),
+        "\x00",
+        "null",
+    ],
+    "from": [
+        "+",
+        "+1",
+        "+" + "9" * 15,
+        "+" + "9" * 16,
+        "9" * 10,
+        "++1",
+        "+1 ",
+        " +1",
+        "+1\n",
+        "+١٢٣",
+        "+１２３",
+        "",
+        "+0",
+    ],
+    "ts": [
+        "2025-02-28T10:00:00Z",
+        "2025-02-29T10:00:00Z",
+        "2024-02-29T23:59:59.999999999Z",
+        "2025-02-30T10:00:00Z",
+        "2025-01-15T24:00:00Z",
+        "2025-01-15T23:59:60Z",
+        "2025-01-15T10:00:00.1234567890Z",
+        "2025-01-15T10:00:00.Z",
+        "2025-01-15T10:00:00z",
+        "2025-01-15t10:00:00Z",
+        "2025-01-15T10:00:00+00:00",
+        "2025-01-15 10:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2025-01-15",
+        "",
+        "2025-01-15T10:00:00Z ",
+        "２０２５-01-15T10:00:00Z",
+    ],
+    "text": [
+        "",
+        "a" * TEXT_MAX,
+        "a" * (TEXT_MAX + 1),
+        "😀" * TEXT_MAX,
+        "😀" * (TEXT_MAX + 1),
+        "é" * TEXT_MAX,
+        "\x00",
+        "%_",
+        "<script>",
+    ],
 }
 BOUNDARIES["to"] = BOUNDARIES["from"]
 
@@ -245,7 +304,8 @@ def near_valid_messages(draw):
 
 def encode(message, ensure_ascii):
     present = {k: v for k, v in message.items() if v is not ABSENT}
-    # surrogatepass: a lone surrogate written raw is invalid UTF-8, as a JSON escape it is valid JSON.
+    # surrogatepass: a lone surrogate written raw is invalid UTF-8, as a JSON escape it is valid
+    # JSON.
     return json.dumps(present, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
 
 
@@ -264,8 +324,9 @@ byte_bodies = st.one_of(
     st.builds(lambda text: text.encode("utf-8"), st.text(max_size=200)),
 )
 # Header values a client can send: no line breaks; werkzeug sends them as latin-1.
-header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
-                      max_size=80)
+header_text = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80
+)
 
 
 @st.composite
@@ -277,11 +338,15 @@ def bad_signatures(draw, body):
             header_text,
             st.just(sign("not-" + SECRET, body)),
             st.just(sign("", body)),
-            st.binary(max_size=50).filter(lambda other: other != body).map(lambda other: sign(SECRET, other)),
+            st.binary(max_size=50)
+            .filter(lambda other: other != body)
+            .map(lambda other: sign(SECRET, other)),
             st.just(good[:-1]),
             st.just(good + "0"),
             st.just("sha1=" + good),
-            st.integers(0, 63).map(lambda i: good[:i] + ("0" if good[i] != "0" else "1") + good[i + 1:]),
+            st.integers(0, 63).map(
+                lambda i: good[:i] + ("0" if good[i] != "0" else "1") + good[i + 1 :]
+            ),
         )
     )
 
@@ -331,7 +396,9 @@ def test_arbitrary_json(tmp_path):
     @PROPERTY
     @given(value=json_bodies, ensure_ascii=st.booleans())
     def check(value, ensure_ascii):
-        body = encode(value, ensure_ascii) if isinstance(value, dict) else json.dumps(value).encode()
+        body = (
+            encode(value, ensure_ascii) if isinstance(value, dict) else json.dumps(value).encode()
+        )
         response = post(client, body)
         payload = json.loads(body)
         if is_valid(payload):
@@ -393,7 +460,9 @@ MUTATIONS = [
 MUTATION_CASES = [
     (field, value, ensure_ascii)
     for field, value in MUTATIONS
-    for ensure_ascii in ((True, False) if isinstance(value, str) and not value.isascii() else (True,))
+    for ensure_ascii in (
+        (True, False) if isinstance(value, str) and not value.isascii() else (True,)
+    )
 ]
 
 
@@ -403,8 +472,13 @@ MUTATION_CASES = [
     ids=[f"{field}-{i}" for i, (field, _, _) in enumerate(MUTATION_CASES)],
 )
 def test_boundary_mutations(client, field, value, ensure_ascii):
-    message = {"message_id": "m1", "from": "+919876543210", "to": "+14155550100",
-               "ts": "2025-01-15T10:00:00Z", "text": "Hello 😀"}
+    message = {
+        "message_id": "m1",
+        "from": "+919876543210",
+        "to": "+14155550100",
+        "ts": "2025-01-15T10:00:00Z",
+        "text": "Hello 😀",
+    }
     message[field] = value
     check_delivery(client, message, ensure_ascii)
 
@@ -413,22 +487,82 @@ def test_boundary_mutations(client, field, value, ensure_ascii):
 
 PARAMS = ("limit", "offset", "from", "since", "q", "cursor")
 SEED = [
-    {"message_id": "a", "from": "+919876543210", "to": "+14155550100", "ts": "2025-01-15T10:00:00Z",
-     "text": "Hello"},
-    {"message_id": "b", "from": "+14155550100", "to": "+919876543210", "ts": "2025-01-15T09:00:00Z",
-     "text": "ÉCOLE 100% _done_ \"quoted\" NEAR* ^x"},
-    {"message_id": "c", "from": "+919876543210", "to": "+14155550100", "ts": "2025-01-16T00:00:00Z",
-     "text": None},
-    {"message_id": "d", "from": "+447700900123", "to": "+14155550100", "ts": "2025-01-15T10:00:00Z",
-     "text": "emoji 😀 and ß straße"},
+    {
+        "message_id": "a",
+        "from": "+919876543210",
+        "to": "+14155550100",
+        "ts": "2025-01-15T10:00:00Z",
+        "text": "Hello",
+    },
+    {
+        "message_id": "b",
+        "from": "+14155550100",
+        "to": "+919876543210",
+        "ts": "2025-01-15T09:00:00Z",
+        "text": 'ÉCOLE 100% _done_ "quoted" NEAR* ^x',
+    },
+    {
+        "message_id": "c",
+        "from": "+919876543210",
+        "to": "+14155550100",
+        "ts": "2025-01-16T00:00:00Z",
+        "text": None,
+    },
+    {
+        "message_id": "d",
+        "from": "+447700900123",
+        "to": "+14155550100",
+        "ts": "2025-01-15T10:00:00Z",
+        "text": "emoji 😀 and ß straße",
+    },
 ]
 
 QUERY_SAMPLES = [
-    "", " ", "+919876543210", " 919876543210", "919876543210", "+14155550100", "+4477", "+",
-    "2025-01-15", "2025-01-15T10:00:00Z", "2025-01-15T10:00:00+05:30", "2025-01-15T10:00:00 05:30",
-    "2025-02-30", "école", "ÉCOLE", "%", "_", "100%", "_done_", "\"", "\"quoted\"", "*", "NEAR*", "^x",
-    "ß", "SS", "strasse", "STRASSE", "😀", "hello", "HeLLo", "lo", "o", "a", "\x00", "1e3", "1.5", "٣",
-    "00", "0", "100", "101", "0100", "+5", " 5",
+    "",
+    " ",
+    "+919876543210",
+    " 919876543210",
+    "919876543210",
+    "+14155550100",
+    "+4477",
+    "+",
+    "2025-01-15",
+    "2025-01-15T10:00:00Z",
+    "2025-01-15T10:00:00+05:30",
+    "2025-01-15T10:00:00 05:30",
+    "2025-02-30",
+    "école",
+    "ÉCOLE",
+    "%",
+    "_",
+    "100%",
+    "_done_",
+    '"',
+    '"quoted"',
+    "*",
+    "NEAR*",
+    "^x",
+    "ß",
+    "SS",
+    "strasse",
+    "STRASSE",
+    "😀",
+    "hello",
+    "HeLLo",
+    "lo",
+    "o",
+    "a",
+    "\x00",
+    "1e3",
+    "1.5",
+    "٣",
+    "00",
+    "0",
+    "100",
+    "101",
+    "0100",
+    "+5",
+    " 5",
 ]
 query_values = st.one_of(
     st.text(max_size=30),
@@ -496,7 +630,7 @@ def check_query(client, query):
     assert response.status_code == 200, body
     rows, limit, offset = expected
     assert (body["total"], body["limit"], body["offset"]) == (len(rows), limit, offset)
-    assert body["data"] == rows[offset:offset + limit]
+    assert body["data"] == rows[offset : offset + limit]
 
 
 @pytest.fixture(scope="module")
@@ -522,9 +656,13 @@ QUERY_CASES = (
     + [{"from": value} for value in QUERY_SAMPLES]
     + [{"limit": value} for value in QUERY_SAMPLES + ["1", "2", "99", "-1"]]
     + [{"offset": value} for value in QUERY_SAMPLES + ["1", "3", "4", "5", "-1"]]
-    + [{"q": "o", "from": " 919876543210", "limit": "1", "offset": "1"},
-       {"q": "ÉCOLE", "limit": "0", "offset": "x", "from": "1"},
-       {"q": "%", "limit": ["1", "x"]}, {"limit": []}, {"LIMIT": "0", "Q": "x", "unknown": ""}]
+    + [
+        {"q": "o", "from": " 919876543210", "limit": "1", "offset": "1"},
+        {"q": "ÉCOLE", "limit": "0", "offset": "x", "from": "1"},
+        {"q": "%", "limit": ["1", "x"]},
+        {"limit": []},
+        {"LIMIT": "0", "Q": "x", "unknown": ""},
+    ]
 )
 
 

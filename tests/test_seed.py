@@ -1,22 +1,25 @@
-"""Bulk loading: storage.bulk_insert and ``flask seed`` leave what the webhook would, only faster."""
+"""Bulk loading: storage.bulk_insert and ``flask seed`` leave what the webhook would, faster."""
 
 import contextlib
 import json
 from collections import Counter
 
 import pytest
-from conftest import SECRET, PostgresSchema, Sender, sample_message
+from helpers import SECRET, PostgresSchema, Sender, sample_message
 
+from bench.synthetic import RARE_WORDS, synthetic_messages
 from lyftr import create_app, schemas, storage
 from lyftr.extensions import db
-from lyftr.cli import RARE_WORDS, synthetic_messages
 
 
 def webhook_body(message):
     """The webhook JSON of a message as bulk_insert takes it."""
     return {
-        "message_id": message["message_id"], "from": message["from_msisdn"],
-        "to": message["to_msisdn"], "ts": message["ts"], "text": message["text"],
+        "message_id": message["message_id"],
+        "from": message["from_msisdn"],
+        "to": message["to_msisdn"],
+        "ts": message["ts"],
+        "text": message["text"],
     }
 
 
@@ -29,7 +32,9 @@ def every_message(client, **filters):
     """All pages of /messages with ``filters``; checks ``total`` against the rows on the way."""
     rows, offset = [], 0
     while True:
-        body = client.get("/messages", query_string={**filters, "limit": 100, "offset": offset}).get_json()
+        body = client.get(
+            "/messages", query_string={**filters, "limit": 100, "offset": offset}
+        ).get_json()
         rows.extend(body["data"])
         offset += 100
         if offset >= body["total"]:
@@ -41,12 +46,16 @@ def derived_tables(app):
     """Everything bulk_insert must keep consistent: counts and the search index, by message."""
     if app.config["DATABASE_URL"].startswith("sqlite"):
         search_sql = (
-            "SELECT m.message_id, f.text_folded FROM messages_fts f JOIN messages m ON m.rowid = f.rowid "
-            "ORDER BY 1"
+            "SELECT m.message_id, f.text_folded FROM messages_fts f "
+            "JOIN messages m ON m.rowid = f.rowid ORDER BY 1"
         )
-        orphans_sql = "SELECT count(*) FROM messages_fts WHERE rowid NOT IN (SELECT rowid FROM messages)"
+        orphans_sql = (
+            "SELECT count(*) FROM messages_fts WHERE rowid NOT IN (SELECT rowid FROM messages)"
+        )
     else:  # the search column is part of the row: it cannot be orphaned
-        search_sql = "SELECT message_id, text_folded FROM messages WHERE text_folded <> '' ORDER BY 1"
+        search_sql = (
+            "SELECT message_id, text_folded FROM messages WHERE text_folded <> '' ORDER BY 1"
+        )
         orphans_sql = "SELECT 0"
     with app.app_context(), db.engine.connect() as connection:
         counts = connection.exec_driver_sql(
@@ -81,7 +90,9 @@ def corpus():
         sample_message(message_id="x2", text="", ts="2025-03-01T10:00:00.50Z"),
         sample_message(message_id="x3", text=None, ts="2025-03-01T10:00:00.000001Z"),
         sample_message(message_id="x4", text="Straße ß ǅ ﬁ", ts="2025-03-01T10:00:00Z"),
-        sample_message(message_id="x1", text="a duplicate: never stored", ts="2025-03-02T10:00:00Z"),
+        sample_message(
+            message_id="x1", text="a duplicate: never stored", ts="2025-03-02T10:00:00Z"
+        ),
         sample_message(message_id="s7-00000003", text="duplicate of a synthetic message"),
     ]
     return messages + [stored(m) for m in extra] + messages[:20]
@@ -108,9 +119,20 @@ def test_bulk_insert_matches_the_webhook_one_by_one(two_apps):
     assert a.get("/stats").get_json() == b.get("/stats").get_json()
     sender = b.get("/stats").get_json()["messages_per_sender"][0]["from"]
     queries = [
-        {"from": sender}, {"since": "2025-06-01"}, {"since": "2025-03-01T10:00:00.5Z"},
-        {"q": "école"}, {"q": "%"}, {"q": "_s"}, {"q": "SS"}, {"q": "ss"}, {"q": "fi"},
-        {"q": "the"}, {"q": "hello"}, {"q": "e"}, {"q": "duplicate"}, {"q": "zz"},
+        {"from": sender},
+        {"since": "2025-06-01"},
+        {"since": "2025-03-01T10:00:00.5Z"},
+        {"q": "école"},
+        {"q": "%"},
+        {"q": "_s"},
+        {"q": "SS"},
+        {"q": "ss"},
+        {"q": "fi"},
+        {"q": "the"},
+        {"q": "hello"},
+        {"q": "e"},
+        {"q": "duplicate"},
+        {"q": "zz"},
         {"from": sender, "q": "o", "since": "2025-02-01"},
     ]
     for query in queries:
@@ -121,11 +143,13 @@ def test_bulk_insert_matches_the_webhook_one_by_one(two_apps):
 def test_first_write_wins(app, client, send):
     assert send(sample_message(message_id="m1", text="first")).status_code == 200
     with app.app_context():
-        new = storage.bulk_insert([
-            stored(sample_message(message_id="m1", text="bulk")),
-            stored(sample_message(message_id="m2", text="second")),
-            stored(sample_message(message_id="m2", text="second again", **{"from": "+1999"})),
-        ])
+        new = storage.bulk_insert(
+            [
+                stored(sample_message(message_id="m1", text="bulk")),
+                stored(sample_message(message_id="m2", text="second")),
+                stored(sample_message(message_id="m2", text="second again", **{"from": "+1999"})),
+            ]
+        )
     assert new == 1
     data = client.get("/messages").get_json()["data"]
     assert [(m["message_id"], m["text"]) for m in data] == [("m1", "first"), ("m2", "second")]
@@ -216,8 +240,9 @@ def test_synthetic_messages_look_real():
 
 def test_seed_command(app, client):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["seed", "--count", "2000", "--senders", "50", "--vocabulary", "300",
-                                 "--seed", "4"])
+    result = runner.invoke(
+        args=["seed", "--count", "2000", "--senders", "50", "--vocabulary", "300", "--seed", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert "seeded 2000 new messages" in result.output
     stats = client.get("/stats").get_json()
@@ -231,8 +256,9 @@ def test_seed_command(app, client):
     rare = client.get("/messages", query_string={"q": word.upper()}).get_json()["total"]
     assert rare == sum(1 for m in expected if m["text"] and word in m["text"].casefold())
 
-    again = runner.invoke(args=["seed", "--count", "2000", "--senders", "50", "--vocabulary", "300",
-                                "--seed", "4"])
+    again = runner.invoke(
+        args=["seed", "--count", "2000", "--senders", "50", "--vocabulary", "300", "--seed", "4"]
+    )
     assert again.exit_code == 0, again.output
     assert "seeded 0 new messages (2000 already stored)" in again.output
     assert client.get("/stats").get_json() == stats

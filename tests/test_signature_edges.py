@@ -9,7 +9,7 @@ import json
 import logging
 
 import pytest
-from conftest import SECRET, assert_nothing_stored, sample_message, stored_total
+from helpers import SECRET, assert_nothing_stored, sample_message, stored_total
 
 from lyftr.logs import LineFormatter
 from lyftr.signing import sign
@@ -71,9 +71,22 @@ def test_near_miss_signature_is_401(client, caplog, signature):
 
 @pytest.mark.parametrize(
     "header",
-    ["sha256=" + GOOD.upper(), "Sha256=" + GOOD, GOOD.upper(), GOOD[:32] + GOOD[32:].upper(),
-     f" {GOOD} ", f"\t{GOOD}"],
-    ids=["prefixed-upper", "mixed-case-prefix", "upper", "mixed-case-hex", "spaces-around", "tab-before"],
+    [
+        "sha256=" + GOOD.upper(),
+        "Sha256=" + GOOD,
+        GOOD.upper(),
+        GOOD[:32] + GOOD[32:].upper(),
+        f" {GOOD} ",
+        f"\t{GOOD}",
+    ],
+    ids=[
+        "prefixed-upper",
+        "mixed-case-prefix",
+        "upper",
+        "mixed-case-hex",
+        "spaces-around",
+        "tab-before",
+    ],
 )
 def test_case_and_surrounding_whitespace_are_not_part_of_the_signature(client, header):
     # Hex is case-insensitive and HTTP strips optional whitespace around a header value.
@@ -84,7 +97,9 @@ def test_case_and_surrounding_whitespace_are_not_part_of_the_signature(client, h
 
 def test_only_the_first_x_signature_header_counts(client):
     # Two X-Signature headers: the first one decides; a valid second one does not rescue it.
-    response = client.post("/webhook", data=BODY, headers=[("X-Signature", "0" * 64), ("X-Signature", GOOD)])
+    response = client.post(
+        "/webhook", data=BODY, headers=[("X-Signature", "0" * 64), ("X-Signature", GOOD)]
+    )
     assert response.status_code == 401
     assert_nothing_stored(client)
 
@@ -118,7 +133,10 @@ def test_rotation_logs_which_key_signed(rotating, caplog, key, shape, logged):
     assert (line["key"], line["result"]) == (logged, "created")
     # a redelivery under the other key is a duplicate, logged with that key
     other, other_name = (PREVIOUS, "previous") if logged == "current" else (SECRET, "current")
-    assert rotating.post("/webhook", data=BODY, headers={"X-Signature": sign(other, BODY)}).status_code == 200
+    assert (
+        rotating.post("/webhook", data=BODY, headers={"X-Signature": sign(other, BODY)}).status_code
+        == 200
+    )
     line = request_line(caplog)
     assert (line["key"], line["result"], line["dup"]) == (other_name, "duplicate", True)
     assert stored_total(rotating) == 1
@@ -130,7 +148,9 @@ def test_rotation_logs_which_key_signed(rotating, caplog, key, shape, logged):
 @pytest.mark.parametrize("signature", NEAR_MISSES.values(), ids=NEAR_MISSES.keys())
 def test_near_misses_of_the_previous_key_are_401(rotating, signature):
     old = sign(PREVIOUS, BODY)
-    response = rotating.post("/webhook", data=BODY, headers={"X-Signature": signature.replace(GOOD, old)})
+    response = rotating.post(
+        "/webhook", data=BODY, headers={"X-Signature": signature.replace(GOOD, old)}
+    )
     assert response.status_code == 401
     assert_nothing_stored(rotating)
 
@@ -144,11 +164,18 @@ def test_same_secret_as_current_and_previous_logs_current(make_app, caplog):
 
 @pytest.mark.parametrize(
     "content_type",
-    [None, "application/json", "text/plain", "application/x-www-form-urlencoded",
-     "multipart/form-data; boundary=x", "application/json; charset=latin-1"],
+    [
+        None,
+        "application/json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=latin-1",
+    ],
 )
 def test_signature_covers_the_raw_bytes_whatever_the_content_type(client, content_type):
-    # No form parsing or re-encoding happens before the HMAC: the exact bytes are verified and stored.
+    # No form parsing or re-encoding happens before the HMAC: the exact bytes are verified and
+    # stored.
     message = sample_message(text="a=1&b=2 é 😀")
     body = json.dumps(message, ensure_ascii=False).encode()
     headers = {"X-Signature": sign(SECRET, body)}
@@ -159,8 +186,12 @@ def test_signature_covers_the_raw_bytes_whatever_the_content_type(client, conten
 
 def test_signed_form_body_is_422_not_500(client):
     body = b"message_id=m1&from=%2B919876543210&to=%2B14155550100&ts=2025-01-15T10%3A00%3A00Z"
-    response = client.post("/webhook", data=body, headers={"X-Signature": sign(SECRET, body)},
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/webhook",
+        data=body,
+        headers={"X-Signature": sign(SECRET, body)},
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status_code == 422
     assert response.get_json()["detail"][0]["loc"] == ["body"]
     assert_nothing_stored(client)

@@ -1,6 +1,6 @@
 """GET /stats: totals, top senders and the time span."""
 
-from conftest import sample_message
+from helpers import sample_message
 
 
 def seed(send, messages):
@@ -25,14 +25,17 @@ def test_empty(client):
 
 
 def test_counts(client, send):
-    seed(send, [
-        sample_message(message_id="a1", **{"from": "+111"}),
-        sample_message(message_id="a2", **{"from": "+111"}),
-        sample_message(message_id="a3", **{"from": "+111"}),
-        sample_message(message_id="b1", **{"from": "+222"}),
-        sample_message(message_id="c1", **{"from": "+333"}),
-        sample_message(message_id="c2", **{"from": "+333"}),
-    ])
+    seed(
+        send,
+        [
+            sample_message(message_id="a1", **{"from": "+111"}),
+            sample_message(message_id="a2", **{"from": "+111"}),
+            sample_message(message_id="a3", **{"from": "+111"}),
+            sample_message(message_id="b1", **{"from": "+222"}),
+            sample_message(message_id="c1", **{"from": "+333"}),
+            sample_message(message_id="c2", **{"from": "+333"}),
+        ],
+    )
     body = stats(client)
     assert body["total_messages"] == 6
     assert body["senders_count"] == 3
@@ -58,7 +61,9 @@ def test_top_ten_with_ties_by_sender(client, send):
     counts = {f"+10000000{n:02d}": 3 if n <= 3 else 2 if n <= 11 else 1 for n in range(1, 13)}
     messages = []
     for sender, count in sorted(counts.items(), reverse=True):
-        messages += [sample_message(message_id=f"{sender}-{k}", **{"from": sender}) for k in range(count)]
+        messages += [
+            sample_message(message_id=f"{sender}-{k}", **{"from": sender}) for k in range(count)
+        ]
     seed(send, messages)
     body = stats(client)
     assert body["total_messages"] == sum(counts.values())
@@ -80,11 +85,14 @@ def test_ties_sorted_by_sender_as_text(client, send):
 
 
 def test_first_and_last_ts_as_received(client, send):
-    seed(send, [
-        sample_message(message_id="mid", ts="2025-01-15T10:00:00.500Z"),
-        sample_message(message_id="last", ts="2025-03-01T00:00:00.000Z"),
-        sample_message(message_id="first", ts="2024-12-31T23:59:59.90Z"),
-    ])
+    seed(
+        send,
+        [
+            sample_message(message_id="mid", ts="2025-01-15T10:00:00.500Z"),
+            sample_message(message_id="last", ts="2025-03-01T00:00:00.000Z"),
+            sample_message(message_id="first", ts="2024-12-31T23:59:59.90Z"),
+        ],
+    )
     body = stats(client)
     assert body["first_message_ts"] == "2024-12-31T23:59:59.90Z"
     assert body["last_message_ts"] == "2025-03-01T00:00:00.000Z"
@@ -92,12 +100,15 @@ def test_first_and_last_ts_as_received(client, send):
 
 def test_first_and_last_ts_chronological_with_fractional_seconds(client, send):
     # As text "10:00:00Z" > "10:00:00.5Z" and ".123Z" < ".5Z"; in time the order is Z, .123, .5.
-    seed(send, [
-        sample_message(message_id="a", ts="2025-01-15T10:00:00.123Z"),
-        sample_message(message_id="b", ts="2025-01-15T10:00:00Z"),
-        sample_message(message_id="c", ts="2025-01-15T10:00:00.5Z"),
-        sample_message(message_id="d", ts="2025-01-15T10:00:00.05Z"),
-    ])
+    seed(
+        send,
+        [
+            sample_message(message_id="a", ts="2025-01-15T10:00:00.123Z"),
+            sample_message(message_id="b", ts="2025-01-15T10:00:00Z"),
+            sample_message(message_id="c", ts="2025-01-15T10:00:00.5Z"),
+            sample_message(message_id="d", ts="2025-01-15T10:00:00.05Z"),
+        ],
+    )
     body = stats(client)
     assert body["first_message_ts"] == "2025-01-15T10:00:00Z"
     assert body["last_message_ts"] == "2025-01-15T10:00:00.5Z"

@@ -1,19 +1,33 @@
-"""Search, totals and paging at volume: every query plan of storage.list_messages gives exactly what a
-plain scan of the rows would (case folding, literal characters, NUL, order, totals)."""
+"""Search, totals and paging at volume.
+
+Every query plan of storage.list_messages gives exactly what a plain scan of the rows would (case
+folding, literal characters, NUL, order, totals).
+"""
 
 import sqlite3
 
 import pytest
-from conftest import SECRET, Sender, sample_message
+from helpers import SECRET, Sender, sample_message
 
+from bench.synthetic import synthetic_messages
 from lyftr import create_app, sqlite_store, storage
-from lyftr.cli import synthetic_messages
 from lyftr.timestamps import query_ts_key
 
 SPECIAL_TEXTS = [
-    "abc\x00cdefgh hello", "\x00\x00", "x\x00", "NUL\x00 then the rest: quixotic",
-    "standin \uffff here", "both \x00\uffff", "ÉCOLE 100% fun_stuff", "Straße STRASSE ß", "ﬁne ǅ",
-    '"quoted" NEAR/2 AND OR NOT * ^x (a) {b} col:umn', "the the the", "", None, "HELLO hello HeLLo",
+    "abc\x00cdefgh hello",
+    "\x00\x00",
+    "x\x00",
+    "NUL\x00 then the rest: quixotic",
+    "standin \uffff here",
+    "both \x00\uffff",
+    "ÉCOLE 100% fun_stuff",
+    "Straße STRASSE ß",
+    "ﬁne ǅ",
+    '"quoted" NEAR/2 AND OR NOT * ^x (a) {b} col:umn',
+    "the the the",
+    "",
+    None,
+    "HELLO hello HeLLo",
 ]
 
 
@@ -27,12 +41,20 @@ def corpus(tmp_path_factory):
         storage.bulk_insert(messages, batch_size=1000)
     send = Sender(app.test_client())
     for i, text in enumerate(SPECIAL_TEXTS):
-        message = sample_message(message_id=f"special-{i:02d}", text=text,
-                                 ts=f"2025-06-{i + 1:02d}T12:00:00.{i}Z")
+        message = sample_message(
+            message_id=f"special-{i:02d}", text=text, ts=f"2025-06-{i + 1:02d}T12:00:00.{i}Z"
+        )
         assert send(message).status_code == 200
-        messages.append({"message_id": message["message_id"], "from_msisdn": message["from"],
-                         "to_msisdn": message["to"], "ts": message["ts"],
-                         "ts_key": f"2025-06-{i + 1:02d}T12:00:00.{i or ''}", "text": text})
+        messages.append(
+            {
+                "message_id": message["message_id"],
+                "from_msisdn": message["from"],
+                "to_msisdn": message["to"],
+                "ts": message["ts"],
+                "ts_key": f"2025-06-{i + 1:02d}T12:00:00.{i or ''}",
+                "text": text,
+            }
+        )
     messages.sort(key=lambda m: (m["ts_key"], m["message_id"]))
     return app.test_client(), messages
 
@@ -50,9 +72,40 @@ def expected(messages, q=None, sender=None, since=None):
 
 
 QUERIES = [
-    "the", "hello", "HELLO", "quixotic", "zeppelin", "e", "ss", "ß", "STRASSE", "école", "%", "_",
-    "100%", "fun_", '"', '"quoted"', "NEAR", "AND", "*", "^x", "(a)", "col:umn", "\x00", "c\x00c",
-    "\x00\x00", "\uffff", "n\uffff", " \uffff h", "efgh", "the rest", "fine", "ǆ", "to you", "xyzzy",
+    "the",
+    "hello",
+    "HELLO",
+    "quixotic",
+    "zeppelin",
+    "e",
+    "ss",
+    "ß",
+    "STRASSE",
+    "école",
+    "%",
+    "_",
+    "100%",
+    "fun_",
+    '"',
+    '"quoted"',
+    "NEAR",
+    "AND",
+    "*",
+    "^x",
+    "(a)",
+    "col:umn",
+    "\x00",
+    "c\x00c",
+    "\x00\x00",
+    "\uffff",
+    "n\uffff",
+    " \uffff h",
+    "efgh",
+    "the rest",
+    "fine",
+    "ǆ",
+    "to you",
+    "xyzzy",
 ]
 
 
@@ -63,19 +116,25 @@ def test_search_pages_and_totals(corpus, q, offset):
     want = expected(messages, q=q)
     body = client.get("/messages", query_string={"q": q, "offset": offset, "limit": 100}).get_json()
     assert body["total"] == len(want)
-    assert [m["message_id"] for m in body["data"]] == want[offset:offset + 100]
+    assert [m["message_id"] for m in body["data"]] == want[offset : offset + 100]
 
 
 @pytest.mark.parametrize("q", ["the", "hello", "quixotic", "e", "\x00", "\uffff"])
 def test_search_with_filters(corpus, q):
     client, messages = corpus
     top = client.get("/stats").get_json()["messages_per_sender"][0]["from"]
-    for query in ({"from": top}, {"since": "2025-07-01"}, {"from": top, "since": "2025-03-01T10:00:00Z"}):
+    for query in (
+        {"from": top},
+        {"since": "2025-07-01"},
+        {"from": top, "since": "2025-03-01T10:00:00Z"},
+    ):
         want = expected(messages, q=q, sender=query.get("from"), since=query.get("since"))
         for offset in (0, 60):
-            body = client.get("/messages", query_string={**query, "q": q, "offset": offset}).get_json()
+            body = client.get(
+                "/messages", query_string={**query, "q": q, "offset": offset}
+            ).get_json()
             assert body["total"] == len(want), query
-            assert [m["message_id"] for m in body["data"]] == want[offset:offset + 50], query
+            assert [m["message_id"] for m in body["data"]] == want[offset : offset + 50], query
 
 
 @pytest.mark.parametrize("q", [None, "the", "hello", "quixotic", "\x00"])
@@ -101,16 +160,21 @@ def test_since_totals(corpus):
 
 
 def test_texts_with_nul_indexed_before_version_1_are_reindexed(tmp_path):
-    # A database of lyftr 1.0 (no Alembic history yet): the index holds such texts only up to the NUL.
+    # A database of lyftr 1.0 (no Alembic history yet): the index holds such texts only up to the
+    # NUL.
     url = f"sqlite:///{tmp_path}/old.db"
     app = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": url})
     client = app.test_client()
     assert Sender(client)(sample_message(message_id="n1", text="abc\x00cdefgh")).status_code == 200
     with sqlite3.connect(tmp_path / "old.db") as connection:
         connection.execute("DELETE FROM messages_fts")
-        connection.execute("INSERT INTO messages_fts (rowid, text_folded) SELECT rowid, text FROM messages")
+        connection.execute(
+            "INSERT INTO messages_fts (rowid, text_folded) SELECT rowid, text FROM messages"
+        )
         connection.execute("PRAGMA user_version = 0")
         connection.execute("DROP TABLE alembic_version")
+        for column in ("provider", "type", "raw"):  # added after 1.0 (revision 0002)
+            connection.execute(f"ALTER TABLE messages DROP COLUMN {column}")
     connection.close()
     again = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": url}).test_client()
     for q in ("efg", "abc", "c\x00c"):
@@ -132,5 +196,5 @@ def test_both_page_plans_agree(corpus, monkeypatch, walk, q):
         rows = expected(messages, q=q, sender=params.get("from"), since=params.get("since"))
         offset = params.get("offset", 0)
         assert body["total"] == len(rows)
-        assert [m["message_id"] for m in body["data"]] == rows[offset:offset + 30]
+        assert [m["message_id"] for m in body["data"]] == rows[offset : offset + 30]
     assert len(want) == client.get("/messages", query_string={"q": q}).get_json()["total"]

@@ -5,7 +5,7 @@ import json
 import logging
 
 import pytest
-from conftest import SECRET, assert_nothing_stored, sample_message, stored_total
+from helpers import SECRET, assert_nothing_stored, sample_message, stored_total
 
 from lyftr.signing import sign
 
@@ -194,7 +194,7 @@ def test_chunked_body_within_limit_is_accepted(client, size):
 
 def test_maximal_valid_message_is_accepted(client, send):
     # 4096 astral-plane characters, each written as a 12-byte surrogate-pair escape.
-    text = "\U0001F600" * 4096
+    text = "\U0001f600" * 4096
     body = body_of(sample_message(text=text))
     assert b"\\ud83d\\ude00" in body
     assert len(body) > 48 * 1024
@@ -351,9 +351,18 @@ def test_deeply_nested_json_is_422_at_any_depth(client, send, where):
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"message_id": "m1", "from": "+1", "to": "+1", "ts": "2025-01-15T10:00:00Z", "text": "\xff"}',
-        b'{"message_id": "m1", "from": "+1", "to": "+1", "ts": "2025-01-15T10:00:00Z", "text": "\xed\xa0\x80"}',
-        b'{"message_id": "m1", "from": "+1", "to": "+1", "ts": "2025-01-15T10:00:00Z", "text": "\xc3"}',
+        (
+            b'{"message_id": "m1", "from": "+1", "to": "+1", "ts": "2025-01-15T10:00:00Z", '
+            b'"text": "\xff"}'
+        ),
+        (
+            b'{"message_id": "m1", "from": "+1", "to": "+1", "ts": "2025-01-15T10:00:00Z", '
+            b'"text": "\xed\xa0\x80"}'
+        ),
+        (
+            b'{"message_id": "m1", "from": "+1", "to": "+1", "ts": "2025-01-15T10:00:00Z", '
+            b'"text": "\xc3"}'
+        ),
     ],
     ids=["invalid-byte", "encoded-surrogate", "truncated-sequence"],
 )
@@ -365,7 +374,10 @@ def test_invalid_utf8(client, send, body):
 
 
 def test_lone_surrogate_escape_is_422_not_500(client, send):
-    body = b'{"message_id": "m1", "from": "+1", "to": "+1", "ts": "2025-01-15T10:00:00Z", "text": "\\ud800"}'
+    body = (
+        b'{"message_id": "m1", "from": "+1", "to": "+1", "ts": "2025-01-15T10:00:00Z", '
+        b'"text": "\\ud800"}'
+    )
     response = send.raw(body)
     assert response.status_code == 422
     (entry,) = response.get_json()["detail"]
@@ -411,7 +423,12 @@ def test_every_bad_field_reported(client, send):
 def test_duplicate_keeps_first_write(client, send):
     first = sample_message()
     second = sample_message(
-        **{"from": "+15550001111", "to": "+15550002222", "ts": "2026-06-01T00:00:00Z", "text": "Changed"}
+        **{
+            "from": "+15550001111",
+            "to": "+15550002222",
+            "ts": "2026-06-01T00:00:00Z",
+            "text": "Changed",
+        }
     )
     r1, r2 = send(first), send(second)
     assert (r1.status_code, r1.get_json()) == (200, {"status": "ok"})
@@ -488,3 +505,19 @@ def test_text_with_nul_is_stored_and_read_back_exactly(client, send):
     assert client.get("/messages").get_json()["data"][0]["text"] == text
     for q, found in (("e\x00a", 1), ("\uffff", 1), ("\x00\x00", 0), ("after", 1)):
         assert client.get("/messages", query_string={"q": q}).get_json()["total"] == found, q
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message_id": 1, "from": 2, "to": 3, "ts": 4, "text": 5},
+        # Type errors are found before the validators run; the list is still in field order.
+        {"message_id": "", "from": "+1", "to": 3, "ts": "nope", "text": 5},
+    ],
+)
+def test_422_detail_is_in_the_order_the_fields_are_declared(send, body):
+    response = send(body)
+    assert response.status_code == 422
+    fields = [entry["loc"][1] for entry in response.get_json()["detail"]]
+    expected = [name for name in ("message_id", "from", "to", "ts", "text") if name in fields]
+    assert fields == expected and len(fields) >= 3

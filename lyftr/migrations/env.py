@@ -1,6 +1,6 @@
 """Alembic environment: migrations run in a locked transaction, never beside another process's.
 
-The app passes its own connection (``config.attributes["connection"]``, see ``storage.upgrade``);
+The app passes its own connection (``config.attributes["connection"]``, see ``schema.upgrade``);
 ``flask db upgrade`` passes none, and one is taken here the same way. Logging is left to the app.
 """
 
@@ -43,5 +43,5 @@ if context.is_offline_mode():
 elif context.config.attributes.get("connection") is not None:
     run_migrations(context.config.attributes["connection"])
 else:
-    with storage.migration_transaction() as connection:
+    with storage.backend().migration_transaction() as connection:
         run_migrations(connection)

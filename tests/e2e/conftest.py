@@ -19,7 +19,9 @@ def db_url(database_url):
 
 @pytest.fixture
 def start_server(tmp_path, db_url):
-    """Factory: ``start_server(secret=..., database_url=..., workers=4, env={...})`` -> a live Server.
+    """Factory: ``start_server(secret=..., database_url=..., workers=4, env={...})``.
+
+    Returns a live Server.
 
     ``secret=None`` leaves WEBHOOK_SECRET unset; the default is a random secret per test. Servers
     started with the same ``database_url`` (default: this test's) share the database. Every server

@@ -1,9 +1,10 @@
 """End-to-end helpers: the real Gunicorn server on a free port, and plain standard-library HTTP.
 
-Kept out of ``conftest.py`` so test modules can import it (``from .server import ...``): tests/e2e is a
-package, so nothing here or in its conftest shadows the unit tests' ``conftest`` module.
+Kept out of ``conftest.py`` so test modules can import it (``from .server import ...``): tests/e2e
+is a package, so nothing here or in its conftest shadows the unit tests' ``conftest`` module.
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -28,11 +29,21 @@ HOST = "127.0.0.1"
 LIVE_TIMEOUT = 15.0
 STOP_TIMEOUT = 30.0
 
-# Settings of the server that a developer's shell could carry into the tests: each test states its own.
+# Settings of the server that a developer's shell could carry into the tests: each test states its
+# own.
 _SCRUBBED_ENV = (
-    "WEBHOOK_SECRET", "WEBHOOK_SECRET_PREVIOUS", "API_TOKEN", "DATABASE_URL", "LOG_LEVEL",
-    "WEB_CONCURRENCY", "GUNICORN_WORKER_CONNECTIONS", "GUNICORN_CMD_ARGS", "BIND", "DB_BUSY_TIMEOUT_MS",
-    "PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_SECRET_PREVIOUS",
+    "API_TOKEN",
+    "DATABASE_URL",
+    "LOG_LEVEL",
+    "WEB_CONCURRENCY",
+    "GUNICORN_WORKER_CONNECTIONS",
+    "GUNICORN_CMD_ARGS",
+    "BIND",
+    "DB_BUSY_TIMEOUT_MS",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "prometheus_multiproc_dir",
 )
 
 
@@ -139,10 +150,14 @@ def parse_metrics(text):
 
 
 def series(samples, name, **labels):
-    """Every sample of ``name`` whose labels include ``labels``: ``{labels dict as tuple: value}``."""
+    """Every sample of ``name`` whose labels include ``labels``.
+
+    As ``{labels dict as tuple: value}``.
+    """
     wanted = set(labels.items())
     return {
-        pairs: value for (sample_name, pairs), value in samples.items()
+        pairs: value
+        for (sample_name, pairs), value in samples.items()
         if sample_name == name and wanted <= set(pairs)
     }
 
@@ -217,7 +232,9 @@ class Server:
             env["WEBHOOK_SECRET"] = self.secret
         env["DATABASE_URL"] = self.database_url
         env["WEB_CONCURRENCY"] = str(self.workers)
-        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"{self.name}-metrics-", dir=self.workdir)
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix=f"{self.name}-metrics-", dir=self.workdir
+        )
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.extra_env)
         return env
@@ -228,7 +245,12 @@ class Server:
             self.port = free_port()
             with open(self.output_path, "ab") as output:
                 command = [
-                    gunicorn_executable(), "-c", "gunicorn.conf.py", "-b", f"{HOST}:{self.port}", "wsgi:app",
+                    gunicorn_executable(),
+                    "-c",
+                    "gunicorn.conf.py",
+                    "-b",
+                    f"{HOST}:{self.port}",
+                    "wsgi:app",
                 ]
                 self.proc = subprocess.Popen(
                     command,
@@ -250,8 +272,12 @@ class Server:
                 break
         exited = self.proc.poll()
         self.kill()
-        reason = (f"exited with status {exited}" if exited is not None else
-                  f"did not answer /health/live with {self.workers} workers booted within {timeout} s")
+        reason = (
+            f"exited with status {exited}"
+            if exited is not None
+            else f"did not answer /health/live with {self.workers} workers booted "
+            f"within {timeout} s"
+        )
         pytest.fail(f"{self.name} {reason}. Output:\n{self.output()}")
 
     def _wait_live(self, deadline):
@@ -282,7 +308,9 @@ class Server:
             return True
         while time.monotonic() < deadline:
             workers = _children(self.proc.pid)
-            if len(workers) >= self.workers and all(_worker_signals_installed(pid) for pid in workers):
+            if len(workers) >= self.workers and all(
+                _worker_signals_installed(pid) for pid in workers
+            ):
                 return True
             if self.proc.poll() is not None:
                 return False
@@ -315,15 +343,16 @@ class Server:
         return self.proc.returncode
 
     def kill(self):
-        """SIGKILL the master and every worker at once, as an OOM kill or a crash of the whole group."""
+        """SIGKILL the master and every worker at once.
+
+        As an OOM kill or a crash of the whole group.
+        """
         if self.proc is None:
             return
         pgid = self.proc.pid
         if self.proc.poll() is None:  # a reaped master's pid (and group id) may belong to another
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.proc.wait()
         self._wait_group_gone(pgid)
 
@@ -383,7 +412,9 @@ class Server:
     # HTTP
 
     def request(self, method, path, body=None, headers=None, timeout=30.0):
-        response = http_request(self.port, method, path, body=body, headers=headers, timeout=timeout)
+        response = http_request(
+            self.port, method, path, body=body, headers=headers, timeout=timeout
+        )
         with self._lock:
             self.responses += 1
         return response

@@ -24,7 +24,8 @@ SENDERS = ("+10000000001", "+10000000002", "+10000000003", "+10000000004", "+100
 def test_concurrent_deliveries_of_one_message_store_exactly_one_row(server):
     message_id = f"same-{uuid.uuid4().hex}"
     bodies = [
-        json.dumps(message(message_id, text=f"delivery {i}")).encode() for i in range(SAME_ID_DELIVERIES)
+        json.dumps(message(message_id, text=f"delivery {i}")).encode()
+        for i in range(SAME_ID_DELIVERIES)
     ]
     barrier = threading.Barrier(SAME_ID_DELIVERIES)
 
@@ -34,9 +35,15 @@ def test_concurrent_deliveries_of_one_message_store_exactly_one_row(server):
         try:
             connection.connect()
             barrier.wait(timeout=30)
-            connection.request("POST", "/webhook", body=body, headers={
-                "Content-Type": "application/json", "X-Signature": sign(server.secret, body),
-            })
+            connection.request(
+                "POST",
+                "/webhook",
+                body=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Signature": sign(server.secret, body),
+                },
+            )
             response = connection.getresponse()
             return response.status, response.read()
         finally:
@@ -64,8 +71,12 @@ def test_concurrent_deliveries_of_one_message_store_exactly_one_row(server):
 def test_thousands_of_concurrent_distinct_deliveries_are_all_stored(server):
     run = uuid.uuid4().hex[:8]
     bodies = [
-        message(f"bulk-{run}-{i:05d}", from_=SENDERS[i % len(SENDERS)],
-                ts=f"2025-03-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z", text=f"bulk {i}")
+        message(
+            f"bulk-{run}-{i:05d}",
+            from_=SENDERS[i % len(SENDERS)],
+            ts=f"2025-03-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+            text=f"bulk {i}",
+        )
         for i in range(DISTINCT_DELIVERIES)
     ]
 

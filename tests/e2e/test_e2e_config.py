@@ -1,4 +1,7 @@
-"""Misconfiguration at start: the server still comes up, says it is not ready, and stores nothing."""
+"""Misconfiguration at start.
+
+The server still comes up, says it is not ready, and stores nothing.
+"""
 
 import time
 

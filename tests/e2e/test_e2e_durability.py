@@ -20,10 +20,11 @@ LOAD_TIMEOUT = 60.0
 class WriteLoad:
     """Threads posting distinct messages, each on a fresh connection, until told to stop.
 
-    Records every message_id sent and every one answered ``200 {"status": "ok"}``. Before ``stopping``
-    is set, anything else is a failure; after it, a request may fail to get a response (refused,
-    reset, closed before the status line). A response cut short is a failure unless ``cut_short_ok``
-    (SIGKILL can land between the headers and the body); it never counts as acknowledged.
+    Records every message_id sent and every one answered ``200 {"status": "ok"}``. Before
+    ``stopping`` is set, anything else is a failure; after it, a request may fail to get a response
+    (refused, reset, closed before the status line). A response cut short is a failure unless
+    ``cut_short_ok`` (SIGKILL can land between the headers and the body); it never counts as
+    acknowledged.
     """
 
     def __init__(self, server, *, cut_short_ok):
@@ -48,7 +49,9 @@ class WriteLoad:
                 response = self.server.post_webhook(body, timeout=30)
             except http.client.RemoteDisconnected:
                 if not self.stopping.is_set():
-                    self.failures.append((message_id, "closed without a response before the signal"))
+                    self.failures.append(
+                        (message_id, "closed without a response before the signal")
+                    )
                 return None
             except (http.client.IncompleteRead, http.client.BadStatusLine) as exc:
                 if not (self.cut_short_ok and self.stopping.is_set()):
@@ -75,7 +78,10 @@ class WriteLoad:
 
 
 def run_load_then(server, interrupt, *, cut_short_ok=False):
-    """Start the load, call ``interrupt()`` once enough deliveries are acknowledged, let it drain."""
+    """Start the load, call ``interrupt()`` once enough deliveries are acknowledged.
+
+    Then let it drain.
+    """
     load = WriteLoad(server, cut_short_ok=cut_short_ok)
     with ThreadPoolExecutor(max_workers=LOAD_THREADS) as pool:
         futures = [pool.submit(load.worker, number) for number in range(LOAD_THREADS)]
@@ -129,10 +135,14 @@ def test_sigterm_finishes_in_flight_requests_and_stores_them(start_server, db_ur
     assert server.wait() == 0, server.output()
 
     records = server.records()
-    assert [r["msg"] for r in records if r.get("logger") == "gunicorn.error"][-1] == "Shutting down: Master"
+    assert [r["msg"] for r in records if r.get("logger") == "gunicorn.error"][
+        -1
+    ] == "Shutting down: Master"
     assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL")], "errors during shutdown"
     # Each delivery the server logged as answered reached the client whole: no 200 lost in transit.
-    logged_ok = {r["message_id"] for r in records if r.get("path") == "/webhook" and r["status"] == 200}
+    logged_ok = {
+        r["message_id"] for r in records if r.get("path") == "/webhook" and r["status"] == 200
+    }
     assert logged_ok == load.acked
 
     restarted = start_server(database_url=db_url)

@@ -1,4 +1,7 @@
-"""The server's output: JSON lines only, one per request, with the contract's fields and no secrets."""
+"""The server's output.
+
+JSON lines only, one per request, with the contract's fields and no secrets.
+"""
 
 import json
 import re
@@ -92,8 +95,9 @@ def test_every_output_line_is_json_with_one_line_per_request(server):
         record = by_id[request_id]
         assert (record["method"], record["path"], record["status"]) == (method, path, status)
 
-    webhook_lines = [by_id[i] for i, (method, path, _) in sent.items()
-                     if (method, path) == ("POST", "/webhook")]
+    webhook_lines = [
+        by_id[i] for i, (method, path, _) in sent.items() if (method, path) == ("POST", "/webhook")
+    ]
     for record in webhook_lines:
         assert isinstance(record.get("dup"), bool) and isinstance(record.get("result"), str), record
     created, duplicate, *invalid_signature, validation_field, validation_json = webhook_lines
@@ -101,7 +105,11 @@ def test_every_output_line_is_json_with_one_line_per_request(server):
     assert duplicate["result"] == "duplicate" and duplicate["dup"] is True
     assert created["message_id"] == duplicate["message_id"] == valid["message_id"]
     for record in invalid_signature:
-        assert (record["result"], record["dup"], record["level"]) == ("invalid_signature", False, "ERROR")
+        assert (record["result"], record["dup"], record["level"]) == (
+            "invalid_signature",
+            False,
+            "ERROR",
+        )
         assert "message_id" not in record  # nothing is parsed before the signature is checked
     assert validation_field["result"] == "validation_error"
     assert validation_field["message_id"] == invalid["message_id"]  # known: the body parsed
@@ -109,7 +117,13 @@ def test_every_output_line_is_json_with_one_line_per_request(server):
 
     # Gunicorn's own lines are JSON too: boot, workers, shutdown.
     gunicorn = [r["msg"] for r in records if r.get("logger", "").startswith("gunicorn")]
-    for prefix in ("Starting gunicorn", "Listening at", "Booting worker", "Worker exiting", "Shutting down"):
+    for prefix in (
+        "Starting gunicorn",
+        "Listening at",
+        "Booting worker",
+        "Worker exiting",
+        "Shutting down",
+    ):
         assert any(msg.startswith(prefix) for msg in gunicorn), (prefix, gunicorn)
     assert sum(msg.startswith("Booting worker") for msg in gunicorn) == 4
 
@@ -130,7 +144,9 @@ def test_log_level_warning_drops_info_lines_and_keeps_errors(start_server):
     assert server.stop() == 0
 
     records = server.records()
-    assert not [r for r in records if r["level"] in ("DEBUG", "INFO")], "INFO lines at LOG_LEVEL=WARNING"
+    assert not [r for r in records if r["level"] in ("DEBUG", "INFO")], (
+        "INFO lines at LOG_LEVEL=WARNING"
+    )
     requests = [r for r in records if r["msg"] == "request"]
     assert len(requests) == 1
     line = requests[0]

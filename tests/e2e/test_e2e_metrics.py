@@ -1,4 +1,7 @@
-"""/metrics across Gunicorn workers: every scrape, whichever worker answers it, shows the same sums."""
+"""/metrics across Gunicorn workers.
+
+Every scrape, whichever worker answers it, shows the same sums.
+"""
 
 import random
 import uuid
@@ -30,12 +33,15 @@ def test_metrics_are_exact_and_identical_on_every_scrape(server):
     # Each request on a fresh connection, spread by the kernel over the 4 workers.
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(lambda body: server.post_webhook(body).status, deliveries))
-        bad = list(pool.map(
-            lambda i: server.post_webhook(message(), signature="0" * 64).status, range(INVALID_SIGNATURES)
-        ))
-        wrong_method = list(pool.map(
-            lambda i: server.request("DELETE", "/webhook").status, range(WRONG_METHOD)
-        ))
+        bad = list(
+            pool.map(
+                lambda i: server.post_webhook(message(), signature="0" * 64).status,
+                range(INVALID_SIGNATURES),
+            )
+        )
+        wrong_method = list(
+            pool.map(lambda i: server.request("DELETE", "/webhook").status, range(WRONG_METHOD))
+        )
         unknown_statuses = list(pool.map(lambda req: server.request(*req).status, unknown))
     assert statuses == [200] * len(deliveries)
     assert bad == [401] * INVALID_SIGNATURES
@@ -60,29 +66,38 @@ def test_metrics_are_exact_and_identical_on_every_scrape(server):
 
         assert value(samples, "webhook_requests_total", result="created") == UNIQUE, where
         assert value(samples, "webhook_requests_total", result="duplicate") == DUPLICATES, where
-        assert value(samples, "webhook_requests_total", result="invalid_signature") \
-            == INVALID_SIGNATURES, where
+        assert (
+            value(samples, "webhook_requests_total", result="invalid_signature")
+            == INVALID_SIGNATURES
+        ), where
         assert value(samples, "webhook_requests_total", result="validation_error") == 0, where
         assert f'webhook_requests_total{{result="created"}} {UNIQUE}.0' in text.splitlines(), where
-        assert f'webhook_requests_total{{result="duplicate"}} {DUPLICATES}.0' in text.splitlines(), where
+        assert (
+            f'webhook_requests_total{{result="duplicate"}} {DUPLICATES}.0' in text.splitlines()
+        ), where
 
         webhook_series = series(samples, "http_requests_total", path="/webhook")
         unmatched_series = series(samples, "http_requests_total", path="<unmatched>")
         # A 405 on a known route is counted under that route, never as "<unmatched>".
         wrong_method_series = {
-            labels: count for labels, count in webhook_series.items()
+            labels: count
+            for labels, count in webhook_series.items()
             if dict(labels)["status"] == "405"
         }
         assert not any(dict(labels)["status"] == "405" for labels in unmatched_series), where
         assert sum(wrong_method_series.values()) == WRONG_METHOD, (where, wrong_method_series)
         assert all(dict(labels)["method"] == "DELETE" for labels in wrong_method_series), where
-        assert {k: v for k, v in webhook_series.items() if k not in wrong_method_series} \
-            == expected_webhook_series, where
-        assert {k: v for k, v in unmatched_series.items() if k not in wrong_method_series} \
-            == expected_unmatched, where
+        assert {
+            k: v for k, v in webhook_series.items() if k not in wrong_method_series
+        } == expected_webhook_series, where
+        assert {
+            k: v for k, v in unmatched_series.items() if k not in wrong_method_series
+        } == expected_unmatched, where
         # Earlier scrapes are counted once they are answered, whichever worker answered them.
-        assert (value(samples, "http_requests_total", method="GET", path="/metrics", status="200")
-                or 0.0) == scrape, where
+        assert (
+            value(samples, "http_requests_total", method="GET", path="/metrics", status="200")
+            or 0.0
+        ) == scrape, where
 
         # No unknown URL becomes a series: only routes (and "<unmatched>") are path labels.
         assert "random-" not in text, where

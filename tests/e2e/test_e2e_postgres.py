@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import NO_POSTGRES, POSTGRES_URL, PostgresSchema, postgres_admin
+from helpers import NO_POSTGRES, POSTGRES_URL, PostgresSchema, postgres_admin
 
 from lyftr.signing import sign
 
@@ -36,7 +36,8 @@ SAME_ID_DELIVERIES = 40  # split evenly across the two hosts
 PAIR_THREADS = 8  # pairs of client threads, one of each pair per host
 
 LOAD_THREADS = 4
-# A short pause between one thread's deliveries: a steady stream, not a benchmark (the machine is shared).
+# A short pause between one thread's deliveries: a steady stream, not a benchmark (the machine is
+# shared).
 LOAD_PAUSE = 0.01
 CLIENT_TIMEOUT = 15.0
 RUN_BEFORE_OUTAGE = 1.5
@@ -70,9 +71,15 @@ def deliver(port, body, secret, barrier):
     try:
         connection.connect()
         barrier.wait(timeout=CLIENT_TIMEOUT)
-        connection.request("POST", "/webhook", body=body, headers={
-            "Content-Type": "application/json", "X-Signature": sign(secret, body),
-        })
+        connection.request(
+            "POST",
+            "/webhook",
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Signature": sign(secret, body),
+            },
+        )
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -85,14 +92,21 @@ def test_two_hosts_on_one_database_store_each_message_once(start_server, postgre
     assert first.port != second.port
     run = uuid.uuid4().hex[:8]
     distinct = [
-        json.dumps(message(f"pair-{run}-{i:04d}", from_=SENDERS[i % len(SENDERS)],
-                           ts=f"2025-04-01T10:{i // 60:02d}:{i % 60:02d}Z", text=f"pair {i}")).encode()
+        json.dumps(
+            message(
+                f"pair-{run}-{i:04d}",
+                from_=SENDERS[i % len(SENDERS)],
+                ts=f"2025-04-01T10:{i // 60:02d}:{i % 60:02d}Z",
+                text=f"pair {i}",
+            )
+        ).encode()
         for i in range(DISTINCT_IDS)
     ]
     same_id = f"same-{run}"
     same = [
-        json.dumps(message(same_id, from_=SAME_ID_SENDER, ts="2025-04-01T09:00:00Z",
-                           text=f"delivery {i}")).encode()
+        json.dumps(
+            message(same_id, from_=SAME_ID_SENDER, ts="2025-04-01T09:00:00Z", text=f"delivery {i}")
+        ).encode()
         for i in range(SAME_ID_DELIVERIES)
     ]
     results = []  # (host, status, body), appended from many threads (list.append is atomic)
@@ -108,16 +122,20 @@ def test_two_hosts_on_one_database_store_each_message_once(start_server, postgre
     for lane in range(PAIR_THREADS):
         barrier = threading.Barrier(2)
         threads += [
-            threading.Thread(target=pair_lane, args=(host, lane, barrier)) for host in (first, second)
+            threading.Thread(target=pair_lane, args=(host, lane, barrier))
+            for host in (first, second)
         ]
     # The same message_id 40 times at once, half to each host.
     same_barrier = threading.Barrier(SAME_ID_DELIVERIES)
     for i, body in enumerate(same):
         host = (first, second)[i % 2]
-        threads.append(threading.Thread(
-            target=lambda host=host, body=body: results.append(
-                (host.name, *deliver(host.port, body, host.secret, same_barrier)))
-        ))
+        threads.append(
+            threading.Thread(
+                target=lambda host=host, body=body: results.append(
+                    (host.name, *deliver(host.port, body, host.secret, same_barrier))
+                )
+            )
+        )
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -143,12 +161,16 @@ def test_two_hosts_on_one_database_store_each_message_once(start_server, postgre
         rows, ids = connection.execute(
             f'SELECT count(*), count(DISTINCT message_id) FROM "{schema}".messages'
         ).fetchone()
-        per_sender_rows = dict(connection.execute(
-            f'SELECT from_msisdn, count(*) FROM "{schema}".messages GROUP BY from_msisdn'
-        ).fetchall())
-        sender_counts = dict(connection.execute(
-            f'SELECT from_msisdn, count FROM "{schema}".sender_counts'
-        ).fetchall())
+        per_sender_rows = dict(
+            connection.execute(
+                f'SELECT from_msisdn, count(*) FROM "{schema}".messages GROUP BY from_msisdn'
+            ).fetchall()
+        )
+        sender_counts = dict(
+            connection.execute(
+                f'SELECT from_msisdn, count FROM "{schema}".sender_counts'
+            ).fetchall()
+        )
     assert rows == ids == len(stored_ids)
     per_sender = DISTINCT_IDS // len(SENDERS)
     expected_counts = {**{sender: per_sender for sender in SENDERS}, SAME_ID_SENDER: 1}
@@ -220,17 +242,32 @@ class ThrowawayPostgres:
         return f"postgresql+psycopg://postgres@{HOST}:{self.port}/postgres"
 
     def connect(self):
-        return psycopg.connect(host=HOST, port=self.port, user="postgres", dbname="postgres",
-                               autocommit=True, connect_timeout=5)
+        return psycopg.connect(
+            host=HOST,
+            port=self.port,
+            user="postgres",
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=5,
+        )
 
     def _run(self, tool, *args, timeout=60):
         command = [*self.as_user, os.path.join(self.bin_dir, tool), *args]
         env = {key: val for key, val in os.environ.items() if not key.startswith("PG")}
-        result = subprocess.run(command, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            command,
+            cwd=self.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"{tool} {' '.join(args)} failed ({result.returncode}):\n"
-                               f"{result.stdout}{result.stderr}\n{self.server_log()}")
+            raise RuntimeError(
+                f"{tool} {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}{result.stderr}\n{self.server_log()}"
+            )
         return result
 
     def server_log(self):
@@ -246,19 +283,45 @@ class ThrowawayPostgres:
                 shutil.chown(path, "postgres")
         os.chmod(self.root, 0o700)
         # --no-sync: a throwaway cluster need not survive a power cut, and fsyncs cost time.
-        self._run("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8",
-                  "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
 
     def start(self):
         options = f"-p {self.port} -k {self.sockets} -c listen_addresses={HOST} -c fsync=off"
-        self._run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
-                  "-o", options)
+        self._run(
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            options,
+        )
 
     def stop(self, mode="fast"):
         self._run("pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w", "-t", "30")
 
     def running(self):
-        command = [*self.as_user, os.path.join(self.bin_dir, "pg_ctl"), "status", "-D", str(self.data)]
+        command = [
+            *self.as_user,
+            os.path.join(self.bin_dir, "pg_ctl"),
+            "status",
+            "-D",
+            str(self.data),
+        ]
         return subprocess.run(command, cwd=self.root, capture_output=True).returncode == 0
 
     def remove(self):
@@ -310,8 +373,11 @@ class DeliveryStream:
         self.threads = [threading.Thread(target=self.worker) for _ in range(LOAD_THREADS)]
 
     def body(self, number):
-        return message(f"outage-{self.run}-{number:05d}", from_=SENDERS[number % len(SENDERS)],
-                       ts=f"2025-05-01T{number // 3600 % 24:02d}:{number // 60 % 60:02d}:{number % 60:02d}Z")
+        return message(
+            f"outage-{self.run}-{number:05d}",
+            from_=SENDERS[number % len(SENDERS)],
+            ts=f"2025-05-01T{number // 3600 % 24:02d}:{number // 60 % 60:02d}:{number % 60:02d}Z",
+        )
 
     def worker(self):
         while not self.stopping.is_set():
@@ -326,8 +392,12 @@ class DeliveryStream:
         except (OSError, http.client.HTTPException) as exc:  # a timeout is an OSError too
             record.update(status=None, error=repr(exc))
         else:
-            record.update(status=response.status, body=response.body,
-                          retry_after=response.headers.get("Retry-After"), is_json=response.is_json())
+            record.update(
+                status=response.status,
+                body=response.body,
+                retry_after=response.headers.get("Retry-After"),
+                is_json=response.is_json(),
+            )
         record["ended"] = time.monotonic()
         return record
 
@@ -362,7 +432,9 @@ def stored_state(instance):
     """(message_ids in the table, sum of the sender counts), read from PostgreSQL itself."""
     with instance.connect() as connection:
         ids = {row[0] for row in connection.execute("SELECT message_id FROM messages")}
-        counted = connection.execute("SELECT coalesce(sum(count), 0) FROM sender_counts").fetchone()[0]
+        counted = connection.execute(
+            "SELECT coalesce(sum(count), 0) FROM sender_counts"
+        ).fetchone()[0]
     return ids, counted
 
 
@@ -392,7 +464,9 @@ def test_postgres_restart_under_load_loses_nothing_and_recovers_without_restart(
         # No restart of the server: it notices the database by itself.
         deadline = time.monotonic() + RECOVERY_TIMEOUT
         while server.get("/health/ready", timeout=CLIENT_TIMEOUT).status != 200:
-            assert time.monotonic() < deadline, f"not ready {RECOVERY_TIMEOUT} s after PostgreSQL came back"
+            assert time.monotonic() < deadline, (
+                f"not ready {RECOVERY_TIMEOUT} s after PostgreSQL came back"
+            )
             time.sleep(0.1)
         recovered_in = time.monotonic() - up_from
         stream.phase = "after"
@@ -440,7 +514,9 @@ def test_postgres_restart_under_load_loses_nothing_and_recovers_without_restart(
             if record["status"] == 200:
                 break
             time.sleep(0.2)
-    retry_problems = [(r["message_id"], r["status"], r.get("error")) for r in retries if r["status"] != 200]
+    retry_problems = [
+        (r["message_id"], r["status"], r.get("error")) for r in retries if r["status"] != 200
+    ]
     assert not retry_problems, retry_problems[:5]
 
     sent = {r["message_id"] for r in deliveries}
@@ -458,11 +534,14 @@ def test_postgres_restart_under_load_loses_nothing_and_recovers_without_restart(
     samples = parse_metrics(server.metrics())
     all_answers = deliveries + retries
     assert value(samples, "webhook_requests_total", result="unavailable") == sum(
-        r["status"] == 503 for r in all_answers)
+        r["status"] == 503 for r in all_answers
+    )
     created = value(samples, "webhook_requests_total", result="created") or 0
     duplicate = value(samples, "webhook_requests_total", result="duplicate") or 0
     assert created + duplicate == sum(r["status"] == 200 for r in all_answers)
     assert created <= len(sent)
-    webhook_statuses = Counter(r["status"] for r in server.request_records() if r["path"] == "/webhook")
+    webhook_statuses = Counter(
+        r["status"] for r in server.request_records() if r["path"] == "/webhook"
+    )
     assert set(webhook_statuses) <= {200, 503}, webhook_statuses
     assert "traceback" not in server.output().lower()

@@ -30,8 +30,10 @@ def test_slow_clients_do_not_block_others(start_server):
     # Two workers: the fewest a small machine gets by default, so the most exposed setting.
     server = start_server(workers=2)
     stop = threading.Event()
-    slow = [threading.Thread(target=_trickle, args=(server.port, stop), daemon=True)
-            for _ in range(SLOW_CLIENTS)]
+    slow = [
+        threading.Thread(target=_trickle, args=(server.port, stop), daemon=True)
+        for _ in range(SLOW_CLIENTS)
+    ]
     try:
         for thread in slow:
             thread.start()

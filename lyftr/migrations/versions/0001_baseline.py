@@ -50,18 +50,23 @@ def upgrade():
         ]
         if postgres:
             # The case-folded text the trigram index serves (SQLite keeps it in messages_fts), and
-            # whether ``text`` holds the JSON string of a text with NUL, which PostgreSQL can't store.
+            # whether ``text`` holds the JSON string of a text with NUL (PostgreSQL can't store it).
             columns += [
                 sa.Column("text_folded", sa.Text(), nullable=True),
                 sa.Column("text_escaped", sa.Boolean(), nullable=False, server_default=sa.false()),
             ]
         op.create_table("messages", *columns)
         op.create_index("ix_messages_ts_key", "messages", ["ts_key", "message_id"])
-        op.create_index("ix_messages_from_ts_key", "messages", ["from_msisdn", "ts_key", "message_id"])
+        op.create_index(
+            "ix_messages_from_ts_key", "messages", ["from_msisdn", "ts_key", "message_id"]
+        )
         if postgres:
             op.create_index(
-                "ix_messages_text_folded_trgm", "messages", ["text_folded"],
-                postgresql_using="gin", postgresql_ops={"text_folded": "gin_trgm_ops"},
+                "ix_messages_text_folded_trgm",
+                "messages",
+                ["text_folded"],
+                postgresql_using="gin",
+                postgresql_ops={"text_folded": "gin_trgm_ops"},
             )
 
     if "sender_counts" not in existing:
@@ -70,7 +75,9 @@ def upgrade():
             sa.Column("from_msisdn", KEY, primary_key=True),
             sa.Column("count", sa.Integer(), nullable=False),
         )
-        op.create_index("ix_sender_counts_rank", "sender_counts", [sa.text("count DESC"), "from_msisdn"])
+        op.create_index(
+            "ix_sender_counts_rank", "sender_counts", [sa.text("count DESC"), "from_msisdn"]
+        )
 
     if not postgres:
         op.execute(SQLITE_SEARCH_DDL)
