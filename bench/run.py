@@ -85,6 +85,8 @@ QUERY_TARGET_P50_MS = {
     "since": 10,
     "q_rare": 10,
     "cursor_deep": 10,
+    "record": 10,
+    "feed_page": 10,
     "q_common": 50,
     "q_commonest": None,
     "offset_half": 100,
@@ -95,6 +97,7 @@ _SCRUBBED_ENV = (
     "WEBHOOK_SECRET",
     "WEBHOOK_SECRET_PREVIOUS",
     "API_TOKEN",
+    "SECRET_KEY",
     "DATABASE_URL",
     "BIND",
     "PROMETHEUS_MULTIPROC_DIR",
@@ -787,6 +790,9 @@ def queries(server, messages):
     middle = stats["total_messages"] // 2
     middle_page = get_json(server.base, f"/messages?limit=1&offset={max(middle - 1, 0)}")
     cursor = middle_page.get("next_cursor")
+    middle_id = middle_page["data"][0]["message_id"] if middle_page["data"] else "none"
+    # Reading the record gives it (and what arrived before it) its feed position if it had none.
+    middle_seq = get_json(server.base, f"/messages/{urllib.parse.quote(middle_id)}").get("seq")
     paths = {
         "stats": "/stats",
         "first_page": "/messages",
@@ -797,11 +803,13 @@ def queries(server, messages):
         "q_commonest": f"/messages?q={COMMONEST_WORD}",
         "offset_half": f"/messages?offset={middle}",
         "cursor_deep": "/messages?" + urllib.parse.urlencode({"cursor": cursor or ""}),
+        "record": f"/messages/{urllib.parse.quote(middle_id)}",
+        "feed_page": f"/feed?after={middle_seq or 0}&limit=1000",
     }
     totals = {}
     for name, path in paths.items():
         body = get_json(server.base, path)
-        totals[name] = body.get("total", body.get("total_messages"))
+        totals[name] = body.get("total", body.get("total_messages", len(body.get("data", []))))
     return paths, totals
 
 
@@ -911,6 +919,8 @@ def run(args):
         phases["ingest_new_large"]["ratio_to_live"] = round(
             phases["ingest_new_large"]["rps"] / live, 3
         )
+        if args.purge:
+            results["purge"] = purge_phase(server, workdir, secret, run_id, rng, load)
         results["memory"] = server.memory()
         results["database"] = database.size()
         results["database"]["messages"] = get_json(server.base, "/stats")["total_messages"]
@@ -925,6 +935,40 @@ def run(args):
             except Exception as exc:  # noqa: BLE001 - the run's own error, if any, matters more
                 log(f"warning: could not drop the bench schema ({database}): {exc}")
     return finish(results, args)
+
+
+def purge_phase(server, workdir, secret, run_id, rng, load):
+    """`flask purge` of everything stored so far, with /webhook ingest (new messages) beside it in
+    wrk rounds until it ends: how long it takes, and ingest's latency meanwhile."""
+    cutoff = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    before = get_json(server.base, "/stats")["total_messages"]
+    log(f"purge of {before} messages, /webhook ingest beside it")
+    command = [str(BIN / "flask"), "--app", "wsgi", "purge", "--before", cutoff]
+    started = time.perf_counter()
+    purger = subprocess.Popen(
+        command, cwd=ROOT, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    rounds = []
+    while purger.poll() is None:
+        path = workdir / f"purge{len(rounds)}.tsv"
+        write_bodies(path, secret, f"{run_id}p{len(rounds)}", int(EXPECTED_MAX_RPS * 5), rng)
+        rounds.append(ingest(server, path, expect="created", **{**load, "duration": 5}))
+    output, errors = purger.communicate()
+    elapsed = time.perf_counter() - started
+    if purger.returncode != 0:
+        raise SystemExit(f"purge failed: {output}\n{errors}")
+    worst = max(rounds, key=lambda r: r["p99_ms"]) if rounds else {}
+    return {
+        "purged": before,
+        "seconds": round(elapsed, 1),
+        "rows_per_s": round(before / elapsed) if elapsed else None,
+        "output": output.strip(),
+        "ingest_rounds": len(rounds),
+        "ingest_rps_median": statistics.median(r["rps"] for r in rounds) if rounds else None,
+        "ingest_p99_ms_worst_round": worst.get("p99_ms"),
+        "ingest_p50_ms_median": statistics.median(r["p50_ms"] for r in rounds) if rounds else None,
+        "ingest_non_2xx": sum(r["non_2xx"] for r in rounds),
+    }
 
 
 def median_of(runs):
@@ -1016,6 +1060,11 @@ def judge(results):
         query = results.get("queries", {}).get(name)
         if query and limit is not None:
             targets[f"{name} p50 < {limit} ms"] = query["p50_ms"] < limit and not query["non_2xx"]
+    purge = results.get("purge")
+    if purge and purge["ingest_p99_ms_worst_round"] is not None:
+        targets["ingest p99 < 100 ms during a purge"] = (
+            purge["ingest_p99_ms_worst_round"] < 100 and not purge["ingest_non_2xx"]
+        )
     if memory:
         targets[f"server RSS < {TARGET_RSS_MB:.0f} MB"] = memory["rss_mb"] < TARGET_RSS_MB
     return targets
@@ -1088,6 +1137,16 @@ def report(results):
         out.append(f"at {results.get('database', {}).get('messages')} messages, 1 connection:")
         for name, query in results["queries"].items():
             out.append(row(name, query, f"total={query['total']}  {query['path'][:60]}"))
+    purge = results.get("purge")
+    if purge:
+        out.append("")
+        out.append(
+            f"purge: {purge['purged']} messages in {purge['seconds']} s "
+            f"({purge['rows_per_s']:,} rows/s); /webhook ingest beside it over "
+            f"{purge['ingest_rounds']} rounds of 5 s: {purge['ingest_rps_median']:.0f} req/s, "
+            f"p50 {purge['ingest_p50_ms_median']:.2f} ms, worst round p99 "
+            f"{purge['ingest_p99_ms_worst_round']:.2f} ms, non-2xx {purge['ingest_non_2xx']}"
+        )
     if results.get("memory"):
         memory, database = results["memory"], results["database"]
         out.append("")
@@ -1200,6 +1259,11 @@ def main(argv=None):
         default=None,
         help="wrk connections ingesting on /webhook beside the WhatsApp batches, at full speed "
         "(default: --connections; 0: nothing beside them)",
+    )
+    parser.add_argument(
+        "--purge",
+        action="store_true",
+        help="at the end, purge everything with `flask purge` while /webhook ingest runs beside it",
     )
     parser.add_argument(
         "--keep",

@@ -15,12 +15,15 @@ def create_app(test_config=None):
     from . import (
         cli,
         config,
+        console,
         errors,
+        feed,
         health,
         messages,
         metrics,
         openapi,
         request_log,
+        retention,
         schema,
         stats,
         storage,
@@ -45,14 +48,16 @@ def create_app(test_config=None):
     app.url_map.merge_slashes = False
 
     storage.backend_for(database_uri)  # an unsupported database: a clear error, not a driver's
+    console.init_app(app)  # API_TOKEN without SECRET_KEY: refused here, before anything starts
     db.init_app(app)
     migrate.init_app(app, db, directory=schema.MIGRATIONS_DIR)
     storage.init_app(app)
     errors.init_app(app)
     request_log.init_app(app)
     metrics.init_app(app)
+    retention.init_app(app)
 
-    for feature in (webhook, whatsapp, twilio_sms, messages, stats, health, openapi):
+    for feature in (webhook, whatsapp, twilio_sms, messages, feed, stats, health, openapi, console):
         app.register_blueprint(feature.bp)
     cli.init_app(app)
 

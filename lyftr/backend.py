@@ -36,6 +36,7 @@ class MessageRecord(NamedTuple):
     type: str
     received_at: str
     raw: str | None
+    seq: int | None  # the feed position; None until the message is numbered (backend.sequence)
 
 
 class Stats(NamedTuple):
@@ -58,6 +59,40 @@ class Backend(Protocol):
 
     def get_message(self, message_id: str) -> MessageRecord | None:
         """The full record of one stored message, or None."""
+
+    def sequence(self, limit: int) -> int:
+        """Number up to ``limit`` committed messages that have no feed position yet, in arrival
+        order, in one transaction that no other numbering runs beside; return how many.
+
+        Every position given is above every position given before, and all of one call's become
+        visible together at its commit: the numbered rows a reader sees always form a prefix of
+        the feed, whatever commits concurrently (on PostgreSQL, from any host)."""
+
+    def feed(self, after: int, limit: int) -> list[MessageRecord]:
+        """Up to ``limit`` numbered messages with ``seq > after``, in seq order."""
+
+    def purge(self, before: str, limit: int, purged_at: str) -> int:
+        """Delete up to ``limit`` of the messages that arrived before ``before`` (oldest first) with
+        their counts and search entries, remember their IDs, in one transaction; return how
+        many."""
+
+    def count_purgeable(self, before: str) -> int:
+        """How many messages arrived before ``before``."""
+
+    def forget_purged(self, before: str) -> int:
+        """Forget the IDs of messages purged before ``before``; return how many."""
+
+    def exclusive_purge(self) -> AbstractContextManager[bool]:
+        """True inside if this process runs the only purge (across processes and hosts)."""
+
+    def export_page(
+        self, *, from_msisdn: str | None, since_key: str | None, position, limit: int
+    ) -> list[MessageRecord]:
+        """Up to ``limit`` records in arrival order after ``position`` (created_at, message_id)."""
+
+    def backup(self, path: str) -> None:
+        """Write a consistent snapshot of the database to ``path`` while it serves (SQLite);
+        NotImplementedError saying what to use instead (PostgreSQL: pg_dump)."""
 
     def bulk_insert(self, messages, *, batch_size: int) -> int:
         """Store many messages as ``insert_message`` would, ``batch_size`` per transaction; return
@@ -88,3 +123,21 @@ class Backend(Protocol):
 
     def check_writable(self) -> str | None:
         """Why the database cannot take writes now (a ``database_errors`` cause), or None."""
+
+    # --- the console -------------------------------------------------------------------------
+
+    def list_arrivals(
+        self,
+        *,
+        limit: int,
+        from_msisdn: str | None,
+        received_since: str | None,
+        q: str | None,
+        before: tuple[str, str] | None,
+    ) -> list[MessageRecord]:
+        """Up to ``limit + 1`` records, newest arrival first ((created_at, message_id) descending),
+        before the ``before`` position if given: from one sender, arrived at or after
+        ``received_since`` (a ``timestamps`` key), whose text contains ``q`` (as list_messages)."""
+
+    def arrivals_per_hour(self, hours: list[str]) -> list[tuple[str, int]]:
+        """How many messages arrived in each of ``hours`` ('YYYY-MM-DDTHH', UTC), in order."""

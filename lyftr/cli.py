@@ -1,4 +1,4 @@
-"""Operator commands: ``flask --app wsgi sign|send|seed``.
+"""Operator commands: ``flask --app wsgi sign|send|seed`` (and ``data_commands``).
 
 The schema is applied with Flask-Migrate's ``flask --app wsgi db upgrade``.
 """
@@ -16,7 +16,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from . import signing, storage
+from . import data_commands, signing, storage
 
 
 def _secret():
@@ -173,6 +173,6 @@ def _name_the_migrations_directory(app):
 
 
 def init_app(app):
-    for command in (sign_command, send_command, seed_command):
+    for command in (sign_command, send_command, seed_command, *data_commands.COMMANDS):
         app.cli.add_command(command)
     _name_the_migrations_directory(app)

@@ -23,6 +23,8 @@ def from_env(environ=None):
         "WEBHOOK_SECRET": env.get("WEBHOOK_SECRET", ""),
         "WEBHOOK_SECRET_PREVIOUS": env.get("WEBHOOK_SECRET_PREVIOUS", ""),
         "API_TOKEN": env.get("API_TOKEN", ""),
+        # Signs the console's session cookie; required with API_TOKEN (see lyftr.console).
+        "SECRET_KEY": env.get("SECRET_KEY", ""),
         # Senders other than the contract's (lyftr.providers): each is off until its secret is set.
         "STANDARD_WEBHOOKS_SECRET": env.get("STANDARD_WEBHOOKS_SECRET", ""),
         "WHATSAPP_VERIFY_TOKEN": env.get("WHATSAPP_VERIFY_TOKEN", ""),
@@ -34,6 +36,11 @@ def from_env(environ=None):
         "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
         "LOG_LEVEL": level if level in LOG_LEVELS else "INFO",
         "DB_BUSY_TIMEOUT_MS": _int(env.get("DB_BUSY_TIMEOUT_MS"), 5000),
+        # Messages that arrived more than this many days ago are deleted (unset: kept forever).
+        "RETENTION_DAYS": _positive_float(env.get("RETENTION_DAYS")),
+        "RETENTION_INTERVAL_S": _int(env.get("RETENTION_INTERVAL_S"), 60),
+        # A purged message_id is answered as a duplicate for this long (providers retry for 7).
+        "PURGED_IDS_KEEP_DAYS": _positive_float(env.get("PURGED_IDS_KEEP_DAYS")) or 8,
         # PostgreSQL only: connections kept per worker process, and extra ones allowed under load.
         "DB_POOL_SIZE": _int(env.get("DB_POOL_SIZE"), 5),
         "DB_MAX_OVERFLOW": _int(env.get("DB_MAX_OVERFLOW"), 10),
@@ -46,6 +53,14 @@ def _int(value, default):
         return int(value) if value not in (None, "") else default
     except ValueError:
         return default
+
+
+def _positive_float(value):
+    try:
+        number = float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+    return number if number is not None and number > 0 else None
 
 
 def sqlalchemy_uri(database_url):

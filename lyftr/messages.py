@@ -63,8 +63,15 @@ def show_message(message_id):
     record = storage.get_message(message_id) if storable(message_id) else None
     if record is None:
         return error_response(404, "message not found")
+    return record_item(record)
+
+
+def record_item(record):
+    """A message's full record: the contract's fields, its feed position, where it came from,
+    and the provider's payload as received."""
     return {
         **message_item(record),
+        "seq": record.seq,
         "provider": record.provider,
         "type": record.type,
         "received_at": record.received_at,

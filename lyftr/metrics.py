@@ -4,10 +4,18 @@ Under Gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts (gu
 each worker writes its samples there and a scrape of any worker sums all of them.
 """
 
+import os
 import re
 from functools import wraps
 
-from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    multiprocess,
+)
 from prometheus_flask_exporter import PrometheusMetrics
 
 WEBHOOK_RESULTS = (
@@ -120,3 +128,19 @@ def count_whatsapp_updates(kind, n):
 
 def init_app(app):
     prometheus.init_app(app)
+
+
+def current_values(sample_name):
+    """``{labels: value}`` of one sample name as /metrics would show it now: under Gunicorn, the
+    sum over every worker (PROMETHEUS_MULTIPROC_DIR, read as the exporter reads it)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == sample_name
+    }

@@ -10,7 +10,8 @@ chronologically as text, fractional seconds of any precision included (see
 ``sender_counts`` is maintained in the insert's own transaction, so /stats never scans messages.
 """
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -30,10 +31,21 @@ class Message(db.Model):
     provider: Mapped[str] = mapped_column(String, nullable=False, server_default="webhook")
     type: Mapped[str] = mapped_column(String, nullable=False, server_default="text")
     raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Position in the feed: given after commit (storage.sequence), unique, never reused.
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         Index("ix_messages_ts_key", "ts_key", "message_id"),
         Index("ix_messages_from_ts_key", "from_msisdn", "ts_key", "message_id"),
+        Index("ix_messages_seq", "seq", unique=True),
+        Index("ix_messages_created_at", "created_at", "message_id"),
+        Index(
+            "ix_messages_unsequenced",
+            "created_at",
+            "message_id",
+            sqlite_where=sql_text("seq IS NULL"),
+            postgresql_where=sql_text("seq IS NULL"),
+        ),
     )
 
 
@@ -44,3 +56,14 @@ class SenderCount(db.Model):
     count: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __table_args__ = (Index("ix_sender_counts_rank", count.desc(), "from_msisdn"),)
+
+
+class PurgedId(db.Model):
+    """A purged message's ID, kept for a while: a provider retrying it gets a duplicate's answer."""
+
+    __tablename__ = "purged_ids"
+
+    message_id: Mapped[str] = mapped_column(String, primary_key=True)
+    purged_at: Mapped[str] = mapped_column(String, nullable=False)
+
+    __table_args__ = (Index("ix_purged_ids_purged_at", "purged_at"),)

@@ -118,6 +118,28 @@ class MessageRecordSchema(MessageSchema):
             "null for /webhook."
         },
     )
+    seq = fields.Integer(
+        required=True,
+        metadata={
+            "minimum": 1,
+            "description": "Its position in GET /feed: positive, strictly increasing in the "
+            "order messages were committed, never reused.",
+        },
+    )
+
+
+class FeedPageSchema(Schema):
+    """200 of GET /feed."""
+
+    data = fields.List(fields.Nested(MessageRecordSchema), required=True)
+    next_after = fields.Integer(
+        required=True,
+        metadata={
+            "minimum": 0,
+            "description": "Pass as ?after= next: the seq of the last item, or the given after "
+            "when there is none.",
+        },
+    )
 
 
 class MessagesPageSchema(Schema):
@@ -769,6 +791,30 @@ _MESSAGE = {
     }
 }
 
+_FEED = {
+    "get": {
+        "operationId": "readFeed",
+        "summary": "Every stored message once, in commit order, for a consumer.",
+        "description": (
+            "Start at after=0 and pass back each answer's next_after: every stored message is "
+            "handed out once, none skipped, none twice, whatever commits concurrently. With "
+            "wait > 0 and nothing after `after`, the request waits for a commit (answering "
+            "within about 100 ms of it) or answers empty when the wait is over. Purged messages "
+            "no longer appear; seq values are never reused."
+        ),
+        "tags": ["messages"],
+        "security": OPTIONAL_BEARER,
+        "parameters": [{"in": "query", "schema": schemas.FeedQuerySchema}],
+        "responses": {
+            "200": _json(FeedPageSchema, "Up to limit records after `after`, in seq order."),
+            "401": _UNAUTHORIZED,
+            "422": _json(ValidationErrorSchema, "Invalid query parameter; loc is ['query', name]."),
+            "500": _INTERNAL_ERROR,
+            "503": _DATABASE_UNAVAILABLE,
+        },
+    }
+}
+
 _STATS = {
     "get": {
         "operationId": "getStats",
@@ -848,6 +894,7 @@ PATHS = {
     "/webhooks/twilio": _TWILIO,
     "/messages": _MESSAGES,
     "/messages/{message_id}": _MESSAGE,
+    "/feed": _FEED,
     "/stats": _STATS,
     "/health/live": _LIVE,
     "/health/ready": _READY,
@@ -880,8 +927,8 @@ def build_spec():
         {
             "type": "http",
             "scheme": "bearer",
-            "description": "Needed for /messages, /messages/{message_id}, /stats and /metrics "
-            "only when API_TOKEN is set.",
+            "description": "Needed for /messages, /messages/{message_id}, /feed, /stats and "
+            "/metrics only when API_TOKEN is set.",
         },
     )
     for name, schema in PROVIDER_SCHEMAS.items():

@@ -3,9 +3,21 @@
 ``errors.validation_detail`` turns their errors into the 422 body.
 """
 
+import json
 import re
+from datetime import UTC, datetime
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validates
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates,
+    validates_schema,
+)
 
 from . import timestamps
 
@@ -214,3 +226,81 @@ class MessagesQuerySchema(Schema):
         if data.get("q") == "":
             data["q"] = None
         return data
+
+
+FEED_LIMIT_MAX = 1000
+FEED_WAIT_MAX_S = 30
+
+
+class FeedQuerySchema(Schema):
+    """The query string of GET /feed. Unknown parameters are ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    after = QueryInteger(
+        load_default=0,
+        minimum=0,
+        maximum=QUERY_INTEGER_MAX,
+        metadata={"description": "The last seq the consumer processed (its next_after)."},
+    )
+    limit = QueryInteger(load_default=100, minimum=1, maximum=FEED_LIMIT_MAX)
+    wait = QueryInteger(
+        load_default=0,
+        minimum=0,
+        maximum=FEED_WAIT_MAX_S,
+        metadata={"description": "Seconds to wait for a message when there is none after."},
+    )
+
+
+PROVIDERS = ("webhook", "whatsapp", "twilio")
+
+
+class ImportedMessageSchema(WebhookMessageSchema):
+    """A line of ``flask import``: a message as /webhook takes it, or a full record as ``flask
+    export`` writes it, whose provider, type, raw payload and arrival time are kept. A provider's
+    sender may be a user ID rather than a phone number (WhatsApp's business-scoped IDs)."""
+
+    provider = fields.String(load_default="webhook", validate=validate.OneOf(PROVIDERS))
+    type = Text(load_default="text")
+    raw = fields.Raw(load_default=None, allow_none=True)
+    received_at = Text(load_default=None, allow_none=True)
+
+    @validates("to_msisdn")
+    def check_msisdn(self, value, **kwargs):
+        if not MSISDN.fullmatch(value):
+            raise ValidationError("Value should be '+' followed by 1 to 15 digits (E.164)")
+
+    @validates_schema(skip_on_field_errors=True)
+    def check_sender(self, data, **kwargs):
+        sender = data["from_msisdn"]
+        if data["provider"] == "webhook" and not MSISDN.fullmatch(sender):
+            raise ValidationError(
+                "Value should be '+' followed by 1 to 15 digits (E.164)", field_name="from"
+            )
+        if not sender or "\x00" in sender:
+            raise ValidationError("Value should be a sender ID without NUL", field_name="from")
+
+    @validates("received_at")
+    def check_received_at(self, value, **kwargs):
+        if value is not None and parse_instant(value) is None:
+            raise ValidationError("Value should be an ISO-8601 UTC date-time")
+
+    @post_load
+    def add_stored_form(self, data, **kwargs):
+        data["raw"] = json.dumps(data["raw"]) if data["raw"] is not None else None
+        received_at = data.pop("received_at")
+        if received_at is not None:
+            data["created_at"] = parse_instant(received_at)
+        return data
+
+
+def parse_instant(value):
+    """An aware ISO-8601 date-time as created_at is written (UTC, microseconds, 'Z'), or None."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -5,6 +5,7 @@ from a dict.
 """
 
 import itertools
+from datetime import datetime, timedelta
 
 # What a stored message is made of, in the order of every INSERT's VALUES.
 MESSAGE_COLUMNS = (
@@ -24,7 +25,9 @@ MESSAGE_DEFAULTS = {"provider": "webhook", "type": "text", "raw": None}
 # What a page read selects; rows come back as backend.MessageRow.
 PAGE_COLUMNS = "message_id, from_msisdn, to_msisdn, ts, text, ts_key"
 # What one message's full record reads; rows come back as backend.MessageRecord.
-RECORD_COLUMNS = "message_id, from_msisdn, to_msisdn, ts, text, provider, type, created_at, raw"
+RECORD_COLUMNS = (
+    "message_id, from_msisdn, to_msisdn, ts, text, provider, type, created_at, raw, seq"
+)
 PAGE_ORDER = " ORDER BY ts_key, message_id"
 
 
@@ -41,16 +44,19 @@ def message_values(message, created_at):
         get("provider", "webhook"),
         get("type", "text"),
         get("raw"),
-        created_at,
+        get("created_at") or created_at,  # kept when given (an import), else now
     )
 
 
 def insert_message(columns=MESSAGE_COLUMNS, *, returning=None, named=True):
-    """INSERT of one message that leaves a stored message_id alone; named (``:column``) or
-    positional (``?``) parameters."""
-    values = ", ".join(":" + name if named else "?" for name in columns)
+    """INSERT of one message that leaves a stored message_id alone, and a purged one too (see
+    purged_ids); named (``:column``) or numbered (``?1``) parameters."""
+    values = [f":{name}" if named else f"?{i}" for i, name in enumerate(columns, 1)]
     statement = (
-        f"INSERT INTO messages ({', '.join(columns)}) VALUES ({values}) "
+        f"INSERT INTO messages ({', '.join(columns)}) SELECT {', '.join(values)} "
+        # CAST: PostgreSQL deduces one type per parameter, and this one is used twice.
+        "WHERE NOT EXISTS (SELECT 1 FROM purged_ids WHERE message_id = "
+        f"CAST({values[0]} AS VARCHAR)) "
         "ON CONFLICT (message_id) DO NOTHING"
     )
     return f"{statement} RETURNING {returning}" if returning else statement
@@ -101,3 +107,73 @@ def batched(items, size):
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+# --- the feed ------------------------------------------------------------------------------------
+
+# Rows committed but not numbered yet, in arrival order (the partial index ix_messages_unsequenced).
+UNSEQUENCED = (
+    "SELECT message_id FROM messages WHERE seq IS NULL ORDER BY created_at, message_id LIMIT :n"
+)
+ANY_UNSEQUENCED = "SELECT 1 FROM messages WHERE seq IS NULL LIMIT 1"
+FEED_PAGE = f"SELECT {RECORD_COLUMNS} FROM messages WHERE seq > :after ORDER BY seq LIMIT :limit"
+
+# --- retention -----------------------------------------------------------------------------------
+
+PURGEABLE = "SELECT count(*) FROM messages WHERE created_at < :before"
+DISCOUNT_SENDER = "UPDATE sender_counts SET count = count - :n WHERE from_msisdn = :from_msisdn"
+DROP_EMPTY_SENDER = "DELETE FROM sender_counts WHERE from_msisdn = :from_msisdn AND count <= 0"
+REMEMBER_PURGED = (
+    "INSERT INTO purged_ids (message_id, purged_at) VALUES (:message_id, :purged_at) "
+    "ON CONFLICT (message_id) DO NOTHING"
+)
+FORGET_PURGED = "DELETE FROM purged_ids WHERE purged_at < :before"
+IS_PURGED = "SELECT 1 FROM purged_ids WHERE message_id = :message_id"
+
+
+def export_page(*, from_msisdn=None, since_key=None, position=None, columns=RECORD_COLUMNS):
+    """The next page of an export in arrival order, after ``position`` (created_at, message_id)."""
+    conditions, params = filters(from_msisdn=from_msisdn, since_key=since_key)
+    if position is not None:
+        conditions.append("(created_at, message_id) > (:after_created_at, :after_message_id)")
+        params.update(after_created_at=position[0], after_message_id=position[1])
+    statement = (
+        f"SELECT {columns} FROM messages{where(conditions)} "
+        "ORDER BY created_at, message_id LIMIT :limit"
+    )
+    return statement, params
+
+
+# --- the console: arrivals, newest first, and arrivals per hour -----------------------------------
+
+ARRIVAL_ORDER = " ORDER BY created_at DESC, message_id DESC"
+
+
+def arrivals(*, received_since=None, before=None):
+    """The range conditions of a newest-first listing by arrival (ix_messages_created_at): arrived
+    at or after ``received_since`` and before the position ``before`` (created_at, message_id)."""
+    conditions, params = [], {}
+    if received_since is not None:
+        conditions.append("created_at >= :received_since")
+        params["received_since"] = received_since
+    if before is not None:
+        conditions.append("(created_at, message_id) < (:before_created_at, :before_message_id)")
+        params.update(before_created_at=before[0], before_message_id=before[1])
+    return conditions, params
+
+
+def arrivals_per_hour(hours):
+    """How many messages arrived in each of ``hours`` ('YYYY-MM-DDTHH' prefixes of created_at, in
+    order): one range count on ix_messages_created_at per hour, no sort of the rows. The bounds
+    are hour prefixes, which order like the instants under any collation."""
+    params, bounds = {}, []
+    for i, hour in enumerate(hours):
+        until = datetime.strptime(hour, "%Y-%m-%dT%H") + timedelta(hours=1)
+        params[f"h{i}"], params[f"u{i}"] = hour, until.strftime("%Y-%m-%dT%H")
+        bounds.append(f"(CAST(:h{i} AS VARCHAR), CAST(:u{i} AS VARCHAR))")
+    statement = (
+        f"WITH hours (hour, until) AS (VALUES {', '.join(bounds)}) "
+        "SELECT hour, (SELECT count(*) FROM messages "
+        "WHERE created_at >= hours.hour AND created_at < hours.until) FROM hours ORDER BY hour"
+    )
+    return statement, params

@@ -9,8 +9,10 @@ maintained sender counts or from the search index where they can, and choose how
 search results by how common the term is (``list_messages``). Measurements: ``make bench``.
 """
 
+import fcntl
 import os
 import shutil
+import sqlite3
 from contextlib import contextmanager
 
 from sqlalchemy.exc import OperationalError
@@ -32,8 +34,12 @@ MIN_FREE_BYTES = 256 * 1024
 
 _INSERT_ONE = sql.insert_message(returning="rowid", named=False)
 _RECORD = f"SELECT {sql.RECORD_COLUMNS} FROM messages WHERE message_id = ?"
+_STORED_OR_PURGED = (
+    "SELECT 1 FROM messages WHERE message_id = ?1 UNION ALL "
+    "SELECT 1 FROM purged_ids WHERE message_id = ?1 LIMIT 1"
+)
+PURGE_LOCK_SUFFIX = "-purge.lock"
 _SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
-_EXISTS = "SELECT 1 FROM messages WHERE message_id = ?"
 
 # bulk_insert writes this many messages per transaction: big enough that commits and index flushes
 # are rare, small enough that the WAL stays bounded and the write lock is released regularly.
@@ -104,7 +110,9 @@ class SQLiteBackend:
         own savepoint, so one failing message does not fail the others); the result is the same
         as if each had its own transaction, in the order they queued."""
         if self._stored(message["message_id"]):
-            return False  # a redelivery: rows are never deleted, so no write lock is needed
+            # A redelivery, or a retry of a purged message: no write lock needed. (A message purged
+            # between this read and the insert is caught by the insert's own check.)
+            return False
         row = sql.message_values(message, now_iso())
         delivery = Delivery(row, indexed_text(message["text"]) if message["text"] else None)
         self.writer.submit(delivery, self._write_deliveries)
@@ -150,7 +158,7 @@ class SQLiteBackend:
 
     def _stored(self, message_id):
         with self.connections.connection() as connection:
-            return connection.execute(_EXISTS, (message_id,)).fetchone() is not None
+            return connection.execute(_STORED_OR_PURGED, (message_id,)).fetchone() is not None
 
     def _write_deliveries(self, batch):
         """Insert every delivery of ``batch`` in one transaction; set each one's outcome."""
@@ -206,7 +214,12 @@ class SQLiteBackend:
                 # The DB-API cursor: positional rows, no Row objects for tens of thousands of rows.
                 cursor = connection.connection.cursor()
                 try:
-                    cursor.executemany(_BULK_INSERT_QMARK, rows)
+                    # Numbered as they are written (under the write lock, as the feed's
+                    # numbering is), after the rows already waiting for a position.
+                    _number_pending(cursor)
+                    first = _take_positions(cursor, len(rows))
+                    numbered = [(*row, first + i) for i, row in enumerate(rows)]
+                    cursor.executemany(_BULK_INSERT_QMARK, numbered)
                     # ON CONFLICT DO NOTHING: rowcount is the number of rows actually inserted.
                     stored = cursor.rowcount
                     cursor.execute(_BULK_COUNT, (before,))
@@ -254,6 +267,80 @@ class SQLiteBackend:
         if not all(os.access(p, os.W_OK) for p in (self.path, directory) if os.path.exists(p)):
             return database_errors.READ_ONLY
         return None
+
+    def sequence(self, limit):
+        """See ``backend.Backend``. One writer at a time: the counter and the rows it numbers
+        are written in one write transaction."""
+        with self.connections.connection() as connection:
+            if connection.execute(sql.ANY_UNSEQUENCED).fetchone() is None:
+                return 0
+        with self.writer.turn(), self._immediate() as cursor:
+            return _number_pending(cursor, limit)
+
+    def feed(self, after, limit):
+        with self.connections.connection() as connection:
+            rows = connection.execute(sql.FEED_PAGE, {"after": after, "limit": limit}).fetchall()
+        return [MessageRecord._make(row) for row in rows]
+
+    def purge(self, before, limit, purged_at):
+        """See ``backend.Backend``."""
+        with self.writer.turn(), self._immediate() as cursor:
+            rows = cursor.execute(
+                "SELECT rowid, message_id, from_msisdn FROM messages WHERE created_at < :before "
+                "ORDER BY created_at, message_id LIMIT :n",
+                {"before": before, "n": limit},
+            ).fetchall()
+            _forget_rows(cursor, rows, purged_at)
+        return len(rows)
+
+    def count_purgeable(self, before):
+        with self.connections.connection() as connection:
+            return connection.execute(sql.PURGEABLE, {"before": before}).fetchone()[0]
+
+    def forget_purged(self, before):
+        with self.writer.turn(), self._immediate() as cursor:
+            return cursor.execute(sql.FORGET_PURGED, {"before": before}).rowcount
+
+    @contextmanager
+    def exclusive_purge(self):
+        """An flock of a file beside the database, not waited for: another process purging."""
+        if self.path is None:
+            yield True
+            return
+        self._make_directory()
+        fd = os.open(self.path + PURGE_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+    def export_page(self, *, from_msisdn, since_key, position, limit):
+        statement, params = sql.export_page(
+            from_msisdn=from_msisdn, since_key=since_key, position=position
+        )
+        with self.connections.connection() as connection:
+            rows = connection.execute(statement, {**params, "limit": limit}).fetchall()
+        return [MessageRecord._make(row) for row in rows]
+
+    def backup(self, path):
+        """``VACUUM INTO``: a consistent copy from one read transaction; writers go on meanwhile
+        (WAL), and the copy is compact and checked."""
+        if self.path is None:
+            raise NotImplementedError("an in-memory database has nothing to back up")
+        with self.connections.connection() as connection:
+            connection.execute("VACUUM INTO ?", (path,))
+        check = sqlite3.connect(path)
+        try:
+            result = check.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            check.close()
+        if result != "ok":
+            raise RuntimeError(f"backup failed its integrity check: {result}")
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -303,8 +390,74 @@ class SQLiteBackend:
                 connection.rollback()
         return Stats(total, senders, ranked, first and first[0], last and last[0])
 
+    # --- the console --------------------------------------------------------------------------
 
-_BULK_INSERT_QMARK = sql.insert_message(named=False)
+    def list_arrivals(self, *, limit, from_msisdn, received_since, q, before):
+        """See ``backend.Backend``. Without a sender or a term: ix_messages_created_at, backwards.
+        With one: the newest ARRIVALS_WALK rows of the range are walked in order, each checked,
+        which fills the page of a common sender or term after a few rows; only what is still
+        missing after them is found through the sender's index or the search index, and sorted
+        (a rare sender or term: few rows)."""
+        wanted = limit + 1
+        ranges, params = sql.arrivals(received_since=received_since, before=before)
+        checks = []
+        if from_msisdn is not None:
+            checks.append("from_msisdn = :from_msisdn")
+            params["from_msisdn"] = from_msisdn
+        search = _search(q) if q else None
+        if search is not None:
+            params["term"] = q.casefold()
+            checks.append(search[1] if search[0] == "exact" else _MATCHES_ROW)
+        with self.connections.connection() as connection:
+            connection.execute("BEGIN")  # every part of the page from one snapshot
+            try:
+                return _arrivals(connection, wanted, ranges, checks, params, search)
+            finally:
+                connection.rollback()
+
+    def arrivals_per_hour(self, hours):
+        statement, params = sql.arrivals_per_hour(hours)
+        with self.connections.connection() as connection:
+            return [tuple(row) for row in connection.execute(statement, params).fetchall()]
+
+
+_BULK_INSERT_QMARK = sql.insert_message((*sql.MESSAGE_COLUMNS, "seq"), named=False)
+
+
+def _take_positions(cursor, n):
+    """Reserve ``n`` feed positions (in a write transaction); return the first."""
+    start = cursor.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()[0]
+    cursor.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (start + n,))
+    return start + 1
+
+
+def _number_pending(cursor, limit=-1):
+    """Give up to ``limit`` (-1: all) committed rows without a feed position theirs, in arrival
+    order; return how many."""
+    ids = [row[0] for row in cursor.execute(sql.UNSEQUENCED, {"n": limit}).fetchall()]
+    first = _take_positions(cursor, len(ids))
+    cursor.executemany(
+        "UPDATE messages SET seq = ? WHERE message_id = ?",
+        [(first + i, message_id) for i, message_id in enumerate(ids)],
+    )
+    return len(ids)
+
+
+def _forget_rows(cursor, rows, purged_at):
+    """Delete ``rows`` (rowid, message_id, from) with their search entries and counts, and keep
+    their IDs in purged_ids."""
+    senders = {}
+    for _, _, sender in rows:
+        senders[sender] = senders.get(sender, 0) + 1
+    cursor.executemany(
+        sql.REMEMBER_PURGED,
+        [{"message_id": message_id, "purged_at": purged_at} for _, message_id, _ in rows],
+    )
+    for sender, n in senders.items():
+        cursor.execute(sql.DISCOUNT_SENDER, {"n": n, "from_msisdn": sender})
+        cursor.execute(sql.DROP_EMPTY_SENDER, {"from_msisdn": sender})
+    cursor.executemany("DELETE FROM messages_fts WHERE rowid = ?", [(r[0],) for r in rows])
+    cursor.executemany("DELETE FROM messages WHERE rowid = ?", [(r[0],) for r in rows])
 
 
 def _store(cursor, delivery):
@@ -374,3 +527,60 @@ def _walk_is_cheaper(connection, rows_wanted, total, from_msisdn):
         row = connection.execute(sql.TOTAL).fetchone()
     population = row[0] if row else 0
     return rows_wanted * population <= total * total
+
+
+# The console's newest-first listing walks the newest rows this many at a time, checking each, and
+# goes on while what it found says the page fills within ARRIVALS_WALK_MAX rows; then an index.
+ARRIVALS_WALK = 5000
+ARRIVALS_WALK_MAX = 50_000
+# A sender with at most this many messages is read through its index rather than the search index.
+ARRIVALS_SMALL_SENDER = 20_000
+_BY_ARRIVAL = f"SELECT {sql.RECORD_COLUMNS} FROM messages"
+_BELOW = "(created_at, message_id) < (:below_created_at, :below_message_id)"
+
+
+def _arrivals(connection, wanted, ranges, checks, params, search):
+    """Up to ``wanted`` records in the range, newest arrival first, that pass ``checks``."""
+    if not checks:
+        query = f"{_BY_ARRIVAL}{sql.where(ranges)}{sql.ARRIVAL_ORDER} LIMIT :n"
+        return [MessageRecord._make(r) for r in connection.execute(query, {**params, "n": wanted})]
+    rows, walked, unread = [], 0, list(ranges)
+    while True:
+        # The oldest row of this stretch of the walk (None: fewer rows are left).
+        floor = connection.execute(
+            f"SELECT created_at, message_id FROM messages{sql.where(unread)}{sql.ARRIVAL_ORDER} "
+            "LIMIT 1 OFFSET :walk",
+            {**params, "walk": ARRIVALS_WALK - 1},
+        ).fetchone()
+        stretch = list(unread)
+        if floor is not None:
+            stretch.append("(created_at, message_id) >= (:floor_created_at, :floor_message_id)")
+            params.update(floor_created_at=floor[0], floor_message_id=floor[1])
+        query = (
+            f"{_BY_ARRIVAL} INDEXED BY ix_messages_created_at{sql.where(stretch + checks)}"
+            f"{sql.ARRIVAL_ORDER} LIMIT :n"
+        )
+        rows += connection.execute(query, {**params, "n": wanted - len(rows)}).fetchall()
+        if floor is None or len(rows) == wanted:
+            return [MessageRecord._make(r) for r in rows]
+        walked += ARRIVALS_WALK
+        unread = [*ranges, _BELOW]
+        params.update(below_created_at=floor[0], below_message_id=floor[1])
+        if not rows or (wanted - len(rows)) * walked / len(rows) > ARRIVALS_WALK_MAX - walked:
+            break
+    sender = [c for c in checks if c == "from_msisdn = :from_msisdn"]
+    if sender and (search is None or _sender_total(connection, params) <= ARRIVALS_SMALL_SENDER):
+        source, conditions = " INDEXED BY ix_messages_from_ts_key", [*unread, *checks]
+    elif search[0] != "exact":  # the search index's rowids, each looked up
+        source, conditions = " NOT INDEXED", [*unread, search[1], *sender]
+        params.update(search[2])
+    else:  # a term no index answers: every text is read, as list_messages does
+        source, conditions = " NOT INDEXED", [*unread, *checks]
+    query = f"{_BY_ARRIVAL}{source}{sql.where(conditions)}{sql.ARRIVAL_ORDER} LIMIT :n"
+    rows += connection.execute(query, {**params, "n": wanted - len(rows)}).fetchall()
+    return [MessageRecord._make(r) for r in rows]
+
+
+def _sender_total(connection, params):
+    row = connection.execute(sql.SENDER_TOTAL, params).fetchone()
+    return row[0] if row else 0

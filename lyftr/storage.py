@@ -7,6 +7,7 @@ the views decide what a response looks like.
 """
 
 import contextlib
+import time
 from typing import NamedTuple
 
 from flask import current_app
@@ -18,6 +19,7 @@ from .backend import MessageRow
 from .extensions import db
 from .postgres_store import PostgresBackend
 from .sqlite_store import SQLiteBackend
+from .timestamps import now_iso
 
 _BACKENDS = {"sqlite": SQLiteBackend, "postgresql": PostgresBackend}
 TOP_SENDERS = 10
@@ -73,7 +75,83 @@ def insert_batch(messages):
 
 def get_message(message_id):
     """The full record of one message (``backend.MessageRecord``), or None."""
-    return _call(backend().get_message, message_id)
+    record = _call(backend().get_message, message_id)
+    if record is not None and record.seq is None:  # just arrived: give it its feed position
+        sequence()
+        record = _call(backend().get_message, message_id)
+    return record
+
+
+# --- the feed ------------------------------------------------------------------------------------
+
+# Rows numbered per transaction: each feed read numbers what arrived since, this many at most.
+SEQUENCE_BATCH = 10_000
+
+
+def sequence():
+    """Give the messages committed so far their feed positions (up to SEQUENCE_BATCH)."""
+    return _call(backend().sequence, SEQUENCE_BATCH)
+
+
+def feed(after, limit):
+    """Up to ``limit`` records after position ``after``, in feed (commit) order."""
+    sequence()
+    return _call(backend().feed, after, limit)
+
+
+# --- the data's lifecycle ----------------------------------------------------------------------
+
+PURGE_BATCH = 500
+# Between purge batches the write lock is left to ingest for a moment.
+PURGE_PAUSE_S = 0.02
+
+
+def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep):
+    """Delete every message that arrived before ``before`` (an ISO-8601 UTC instant, as
+    created_at is written), in small transactions; return how many (or, dry, would be).
+
+    Their IDs are remembered (purged_ids) so that a retried delivery is a duplicate; those
+    remembered since before ``forget_before`` are forgotten."""
+    if dry_run:
+        return _call(backend().count_purgeable, before)
+    purged, purged_at = 0, now_iso()
+    while batch := _call(backend().purge, before, PURGE_BATCH, purged_at):
+        purged += batch
+        sleep(PURGE_PAUSE_S)
+    if forget_before is not None:
+        _call(backend().forget_purged, forget_before)
+    return purged
+
+
+def exclusive_purge():
+    """A context: True inside if no other process or host is purging (see Backend)."""
+    return backend().exclusive_purge()
+
+
+EXPORT_PAGE = 1000
+
+
+def export(*, from_msisdn=None, since_key=None):
+    """Every record in arrival order, a page at a time (flat memory at any size)."""
+    while sequence():  # every exported record has its feed position
+        pass
+    position = None
+    while True:
+        page = _call(
+            backend().export_page,
+            from_msisdn=from_msisdn,
+            since_key=since_key,
+            position=position,
+            limit=EXPORT_PAGE,
+        )
+        yield from page
+        if len(page) < EXPORT_PAGE:
+            return
+        position = (page[-1].received_at, page[-1].message_id)
+
+
+def backup(path):
+    _call(backend().backup, path)
 
 
 def bulk_insert(messages, **options):
@@ -134,3 +212,26 @@ def _read_tables():
     with db.engine.connect() as connection:
         connection.execute(text("SELECT 1 FROM messages LIMIT 1")).all()
         connection.execute(text("SELECT 1 FROM sender_counts LIMIT 1")).all()
+
+
+# --- the console ---------------------------------------------------------------------------------
+
+
+def list_arrivals(*, limit, from_msisdn=None, received_since=None, q=None, before=None):
+    """One page of records, newest arrival first, and the position after its last row if more
+    rows follow it (else None)."""
+    records = _call(
+        backend().list_arrivals,
+        limit=limit,
+        from_msisdn=from_msisdn,
+        received_since=received_since,
+        q=q,
+        before=before,
+    )
+    last = records[limit - 1] if len(records) > limit else None
+    return records[:limit], (last.received_at, last.message_id) if last else None
+
+
+def arrivals_per_hour(hours):
+    """``[(hour, count)]`` for each of ``hours`` ('YYYY-MM-DDTHH', UTC)."""
+    return _call(backend().arrivals_per_hour, list(hours)) if hours else []

@@ -59,7 +59,8 @@ def make_app(database_url):
     """Build another app with settings of the test's choosing (default: the ``app`` fixture's)."""
 
     def make(**overrides):
-        config = {"WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url}
+        # SECRET_KEY: a test that sets API_TOKEN needs one (lyftr.console refuses to start without).
+        config = {"WEBHOOK_SECRET": SECRET, "DATABASE_URL": database_url, "SECRET_KEY": "test-key"}
         config.update(overrides)
         return create_app(config)
 

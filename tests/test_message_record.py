@@ -18,7 +18,7 @@ from helpers import (
 )
 
 CONTRACT_FIELDS = ["message_id", "from", "to", "ts", "text"]
-RECORD_FIELDS = [*CONTRACT_FIELDS, "provider", "type", "received_at", "raw"]
+RECORD_FIELDS = [*CONTRACT_FIELDS, "seq", "provider", "type", "received_at", "raw"]
 TOKEN = "dashboard-token"
 
 

@@ -5,6 +5,7 @@ folding, literal characters, NUL, order, totals).
 """
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 from helpers import SECRET, Sender, sample_message
@@ -29,6 +30,8 @@ SPECIAL_TEXTS = [
     None,
     "HELLO hello HeLLo",
 ]
+
+RELEASE_1_0 = Path(__file__).parent / "data" / "lyftr-1.0.sql"
 
 
 @pytest.fixture(scope="module")
@@ -160,26 +163,26 @@ def test_since_totals(corpus):
 
 
 def test_texts_with_nul_indexed_before_version_1_are_reindexed(tmp_path):
-    # A database of lyftr 1.0 (no Alembic history yet): the index holds such texts only up to the
+    # A database of lyftr 1.0 (no Alembic history yet): its index held such texts only up to the
     # NUL.
-    url = f"sqlite:///{tmp_path}/old.db"
-    app = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": url})
-    client = app.test_client()
-    assert Sender(client)(sample_message(message_id="n1", text="abc\x00cdefgh")).status_code == 200
-    with sqlite3.connect(tmp_path / "old.db") as connection:
-        connection.execute("DELETE FROM messages_fts")
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(RELEASE_1_0.read_text(encoding="utf-8"))
         connection.execute(
-            "INSERT INTO messages_fts (rowid, text_folded) SELECT rowid, text FROM messages"
+            "INSERT INTO messages VALUES ('n1', '+919876543210', '+14155550100', "
+            "'2025-01-15T10:00:00Z', '2025-01-15T10:00:00.', 'abc' || char(0) || 'cdefgh', "
+            "'2025-01-15T10:00:03.000Z')"
         )
-        connection.execute("PRAGMA user_version = 0")
-        connection.execute("DROP TABLE alembic_version")
-        for column in ("provider", "type", "raw"):  # added after 1.0 (revision 0002)
-            connection.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        connection.execute(
+            "INSERT INTO messages_fts (rowid, text_folded) "
+            "SELECT rowid, 'abc' FROM messages WHERE message_id = 'n1'"
+        )
     connection.close()
-    again = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": url}).test_client()
+    again = create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{path}"})
+    client = again.test_client()
     for q in ("efg", "abc", "c\x00c"):
-        assert again.get("/messages", query_string={"q": q}).get_json()["total"] == 1, q
-    with sqlite3.connect(tmp_path / "old.db") as connection:
+        assert client.get("/messages", query_string={"q": q}).get_json()["total"] == 1, q
+    with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
     connection.close()
 

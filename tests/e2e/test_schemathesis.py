@@ -61,6 +61,7 @@ OPERATIONS = {
     "POST /webhooks/twilio",
     "GET /messages",
     "GET /messages/{message_id}",
+    "GET /feed",
     "GET /stats",
     "GET /health/live",
     "GET /health/ready",

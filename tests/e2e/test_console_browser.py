@@ -1,0 +1,184 @@
+"""The console in a real browser: Debian's chromium driven by Playwright, against the real Gunicorn
+server. Every test fails on any browser console error or uncaught page error (a script, a style
+or an image the Content-Security-Policy refused included).
+
+With LYFTR_SCREENSHOTS=1 the tests also write docs/screenshots/*.png (one per page).
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from .server import REPO_ROOT, message
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+TOKEN = "browser-t0ken"
+ALICE, BOB = "+919876543210", "+14155550123"
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM),
+    reason=f"{CHROMIUM} is missing: install Debian's chromium (scripts/ensure-test-tools.sh)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)"
+    )
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    problems = []
+    page.on(
+        "console",
+        lambda entry: (
+            problems.append(f"console {entry.type}: {entry.text}")
+            if entry.type == "error"
+            else None
+        ),
+    )
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    yield page
+    context.close()
+    assert problems == [], problems
+
+
+def screenshot(page, name, *, full_page=False):
+    if os.environ.get("LYFTR_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+
+def fill_with_messages(server):
+    """A small, readable history: Alice's order conversation, Bob's, and 60 parcel notices."""
+    talk = [
+        (ALICE, "2025-01-15T09:58:00Z", "Hi, where is my order #1042?"),
+        (BOB, "2025-01-15T10:01:00Z", "Can I change the delivery address?"),
+        (ALICE, "2025-01-15T10:02:30Z", "It said it shipped on Monday"),
+        (BOB, "2025-01-15T10:05:00Z", "Thanks, that works"),
+        (ALICE, "2025-01-16T08:15:00Z", "Got it, thank you! <script>alert('hi')</script>"),
+    ]
+    for i in range(60):
+        sender = f"+4477009000{i % 4:02d}"
+        server.post_webhook(
+            message(
+                f"parcel-{i:02d}",
+                from_=sender,
+                ts=f"2025-01-14T{8 + i // 10:02d}:{i % 10 * 5:02d}:00Z",
+                text=f"Parcel {i:02d} is out for delivery",
+            )
+        )
+    for i, (sender, ts, text) in enumerate(talk):
+        response = server.post_webhook(message(f"chat-{i}", from_=sender, ts=ts, text=text))
+        assert response.status == 200
+
+
+def test_search_page_open_a_message_and_follow_its_sender(server, page):
+    fill_with_messages(server)
+    base = f"http://127.0.0.1:{server.port}"
+
+    page.goto(f"{base}/ui")
+    rows = page.locator("table.messages tbody tr")
+    assert rows.count() == 50
+    # The newest arrival first; its text shows as text, not as markup.
+    assert "<script>alert('hi')</script>" in rows.first.inner_text()
+    screenshot(page, "messages")
+
+    page.get_by_label("Search").fill("PARCEL")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"q=PARCEL"))
+    assert rows.count() == 50
+    assert all("Parcel" in text for text in rows.all_inner_texts())
+    page.get_by_role("link", name="Older »").click()
+    page.wait_for_url(re.compile(r"cursor="))
+    assert rows.count() == 10
+    assert page.get_by_role("link", name="Older »").count() == 0
+    page.get_by_role("link", name="« Newest").click()
+    assert rows.count() == 50
+
+    page.get_by_label("Search").fill("order #1042")
+    page.get_by_role("button", name="Filter").click()
+    assert rows.count() == 1
+    rows.first.locator("td.when a").click()
+    page.wait_for_url(re.compile(r"/ui/messages/chat-0$"))
+    record = page.locator("dl.record").inner_text()
+    assert "webhook" in record and "2025-01-15T09:58:00Z" in record
+    screenshot(page, "message")
+
+    page.get_by_role("link", name=ALICE).click()
+    page.wait_for_url(re.compile(r"/ui/senders/"))
+    bubbles = page.locator(".conversation .bubble .text").all_inner_texts()
+    assert bubbles == [
+        "Hi, where is my order #1042?",
+        "It said it shipped on Monday",
+        "Got it, thank you! <script>alert('hi')</script>",
+    ]
+    screenshot(page, "conversation")
+
+    page.get_by_role("link", name="Overview").click()
+    page.wait_for_url(re.compile(r"/ui/overview$"))
+    assert page.locator("svg.chart rect.bar").count() >= 1
+    assert "ready" in page.locator("h2", has_text="Health").inner_text()
+    top = page.locator("table").first.inner_text()
+    assert "+447700900000" in top
+    screenshot(page, "overview", full_page=True)
+
+
+def test_log_in_once_and_out(start_server, page):
+    server = start_server(workers=2, env={"API_TOKEN": TOKEN, "SECRET_KEY": "browser-key"})
+    server.post_webhook(message("secret-1", text="for operators only"))
+    base = f"http://127.0.0.1:{server.port}"
+
+    page.goto(f"{base}/ui/senders/%2B919876543210")
+    page.wait_for_url(re.compile(r"/ui/login\?next="))
+    assert "for operators only" not in page.content()
+    screenshot(page, "login")
+    page.get_by_label("API token").fill("not-the-token")
+    page.get_by_role("button", name="Log in").click()
+    assert page.get_by_role("alert").inner_text() == "That is not the API token."
+
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(r"/ui/senders/"))
+    assert "for operators only" in page.content()
+    # Once: other pages, and a reload, need no second login; the token is in no URL.
+    page.goto(f"{base}/ui")
+    assert "for operators only" in page.content()
+    assert TOKEN not in page.url
+    cookies = page.context.cookies()
+    assert [c["name"] for c in cookies] == ["lyftr_console"]
+    assert cookies[0]["httpOnly"] and cookies[0]["sameSite"] == "Strict"
+    assert TOKEN not in cookies[0]["value"]
+
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(re.compile(r"/ui/login"))
+    page.goto(f"{base}/ui")
+    page.wait_for_url(re.compile(r"/ui/login"))
+
+
+def test_screenshots_are_committed():
+    """The README shows one of them; they are remade with LYFTR_SCREENSHOTS=1."""
+    for name in ("messages", "message", "conversation", "overview", "login"):
+        assert Path(SCREENSHOTS / f"{name}.png").is_file(), name

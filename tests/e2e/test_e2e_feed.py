@@ -1,0 +1,155 @@
+"""The feed and the data's lifecycle through the real server: several Gunicorn workers (and, on
+PostgreSQL, two servers on one database) writing while a consumer follows the feed; long polls
+woken by another worker's commit; a backup and automatic retention while ingesting."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from .server import message, new_id
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def follow(server, after, seen, limit=50):
+    page = server.get_json(f"/feed?after={after}&limit={limit}")
+    seen += [item["message_id"] for item in page["data"]]
+    if page["data"]:
+        assert page["next_after"] == page["data"][-1]["seq"] > after
+    return page["next_after"]
+
+
+def deliver_all(servers, ids, threads=8):
+    def post(i_id):
+        i, message_id = i_id
+        for _attempt in range(20):  # a busy database answers 503: retried, as providers do
+            response = servers[i % len(servers)].post_webhook(message(message_id))
+            if response.status != 503:
+                break
+            time.sleep(0.05)
+        assert response.status == 200, response.body
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(post, enumerate(ids)))
+
+
+def test_every_message_once_while_writers_run(start_server, backend):
+    first = start_server(workers=4)
+    # On PostgreSQL a second host shares the database: commits interleave across hosts.
+    servers = [first, start_server(workers=2)] if backend == "postgres" else [first]
+    ids = [new_id("feed") for _ in range(600)]
+    writer = threading.Thread(target=deliver_all, args=(servers, ids))
+    writer.start()
+    seen, after = [], 0
+    while writer.is_alive():
+        after = follow(servers[len(seen) % len(servers)], after, seen)
+    writer.join()
+    while True:
+        before = len(seen)
+        after = follow(first, after, seen)
+        if len(seen) == before:
+            break
+    assert len(seen) == len(set(seen)), "a message was handed out twice"
+    assert sorted(seen) == sorted(ids), "a message was never handed out"
+
+
+def test_long_poll_is_woken_by_another_workers_commit(start_server):
+    server = start_server(workers=2)
+    answers = {}
+
+    def wait():
+        answers["page"] = server.get_json("/feed?after=0&wait=20")
+        answers["at"] = time.monotonic()
+
+    waiters = [threading.Thread(target=wait) for _ in range(1)]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(1.0)
+    # Waiting holds no worker: the server still answers everything else meanwhile.
+    for _ in range(20):
+        assert server.get("/health/live").status == 200
+    committed = time.monotonic()
+    assert server.post_webhook(message("woken")).status == 200
+    for waiter in waiters:
+        waiter.join(20)
+    assert [item["message_id"] for item in answers["page"]["data"]] == ["woken"]
+    assert answers["at"] - committed < 1.0
+
+
+@pytest.mark.sqlite_only
+def test_backup_while_ingesting(start_server, tmp_path):
+    server = start_server(workers=2)
+    acknowledged_before, stop, failures = [], threading.Event(), []
+    for _ in range(200):
+        body = message(new_id("pre"))
+        assert server.post_webhook(body).status == 200
+        acknowledged_before.append(body["message_id"])
+
+    def ingest():
+        while not stop.is_set():
+            response = server.post_webhook(message(new_id("during")))
+            if response.status != 200:
+                failures.append(response.status)
+
+    loaders = [threading.Thread(target=ingest) for _ in range(4)]
+    for loader in loaders:
+        loader.start()
+    time.sleep(0.3)
+    snapshot = tmp_path / "snapshot.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "backup", str(snapshot)],
+        cwd=ROOT,
+        env={**os.environ, **server.environment()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    time.sleep(0.3)
+    stop.set()
+    for loader in loaders:
+        loader.join()
+    assert result.returncode == 0, result.stderr
+    assert failures == [], "ingest saw errors during the backup"
+    with sqlite3.connect(snapshot) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {row[0] for row in copy.execute("SELECT message_id FROM messages")}
+    copy.close()
+    assert set(acknowledged_before) <= stored
+
+    # Restore, as documented: stop, replace the file, start.
+    server.stop()
+    database = Path(server.database_url.removeprefix("sqlite:///"))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    database.write_bytes(snapshot.read_bytes())
+    restored = start_server(workers=2, database_url=server.database_url)
+    listed = {row["message_id"] for row in restored.all_messages(page_size=100)}
+    assert listed == stored
+
+
+def test_retention_purges_while_serving(start_server):
+    server = start_server(
+        workers=2, env={"RETENTION_DAYS": str(5 / 86400), "RETENTION_INTERVAL_S": "1"}
+    )
+    assert server.post_webhook(message("old")).status == 200
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.get_json("/stats")["total_messages"]:
+        time.sleep(0.5)
+    assert server.get_json("/stats")["total_messages"] == 0
+    assert server.get("/messages/old").status == 404
+    # A provider retrying the purged message is answered as for a duplicate; nothing is stored.
+    assert server.post_webhook(message("old")).status == 200
+    assert server.get_json("/stats")["total_messages"] == 0
+    assert server.post_webhook(message("new")).status == 200
+    assert [row["message_id"] for row in server.all_messages()] == ["new"]
+    lines = [json.dumps(record) for record in server.records()]
+    assert any('"retention: purged"' in line for line in lines)
