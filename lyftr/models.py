@@ -11,7 +11,6 @@ chronologically as text, fractional seconds of any precision included (see
 """
 
 from sqlalchemy import BigInteger, Index, Integer, String, Text
-from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -39,13 +38,6 @@ class Message(db.Model):
         Index("ix_messages_from_ts_key", "from_msisdn", "ts_key", "message_id"),
         Index("ix_messages_seq", "seq", unique=True),
         Index("ix_messages_created_at", "created_at", "message_id"),
-        Index(
-            "ix_messages_unsequenced",
-            "created_at",
-            "message_id",
-            sqlite_where=sql_text("seq IS NULL"),
-            postgresql_where=sql_text("seq IS NULL"),
-        ),
     )
 
 

@@ -111,7 +111,7 @@ def batched(items, size):
 
 # --- the feed ------------------------------------------------------------------------------------
 
-# Rows committed but not numbered yet, in arrival order (the partial index ix_messages_unsequenced).
+# Rows committed but not numbered yet, in arrival order (found through ix_messages_seq: NULL).
 UNSEQUENCED = (
     "SELECT message_id FROM messages WHERE seq IS NULL ORDER BY created_at, message_id LIMIT :n"
 )

@@ -2,6 +2,7 @@
 
 - ``messages.seq``: a message's position in the feed, given after it is committed (see
   ``storage.sequence``), unique, never reused; NULL until then (every existing row, at first).
+  Its index also finds the rows still waiting for one (NULLs are indexed on both backends).
 - Arrival order (``created_at``) is indexed: the feed numbers rows in it, retention deletes by it.
 - ``purged_ids``: the IDs of purged messages, kept for a while so that a provider retrying one is
   still answered as a duplicate.
@@ -28,13 +29,6 @@ def upgrade():
     op.add_column("messages", sa.Column("seq", sa.BigInteger(), nullable=True))
     op.create_index("ix_messages_seq", "messages", ["seq"], unique=True)
     op.create_index("ix_messages_created_at", "messages", ["created_at", "message_id"])
-    op.create_index(
-        "ix_messages_unsequenced",
-        "messages",
-        ["created_at", "message_id"],
-        sqlite_where=sa.text("seq IS NULL"),
-        postgresql_where=sa.text("seq IS NULL"),
-    )
     op.create_table(
         "purged_ids",
         sa.Column("message_id", KEY, primary_key=True),
@@ -59,7 +53,6 @@ def downgrade():
         op.drop_table("counters")
     op.drop_index("ix_purged_ids_purged_at", table_name="purged_ids")
     op.drop_table("purged_ids")
-    op.drop_index("ix_messages_unsequenced", table_name="messages")
     op.drop_index("ix_messages_created_at", table_name="messages")
     op.drop_index("ix_messages_seq", table_name="messages")
     op.drop_column("messages", "seq")
