@@ -153,3 +153,42 @@ def test_retention_purges_while_serving(start_server):
     assert [row["message_id"] for row in server.all_messages()] == ["new"]
     lines = [json.dumps(record) for record in server.records()]
     assert any('"retention: purged"' in line for line in lines)
+
+
+def test_export_while_serving_then_import_into_another_host(start_server, tmp_path, backend):
+    # The path from one database to another (SQLite to PostgreSQL, say): export from a serving
+    # host, import into an empty database, and a server on it answers alike.
+    source = start_server(workers=2)
+    for i in range(120):
+        body = message(f"x{i:03d}", text=f"word{i % 7} café", from_=f"+9190000000{i % 5}")
+        assert source.post_webhook(body).status == 200
+    env = {**os.environ, **source.environment()}
+    exported = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "export"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.splitlines()
+    assert len(lines) == 120 and json.loads(lines[0])["message_id"] == "x000"
+
+    dump = tmp_path / "all.ndjson"
+    dump.write_text(exported.stdout, encoding="utf-8")
+    target_url = f"sqlite:///{tmp_path}/target.db"
+    imported = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "import", str(dump)],
+        cwd=ROOT,
+        env={**env, "DATABASE_URL": target_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 120 new messages" in imported.stdout
+    target = start_server(workers=2, database_url=target_url)
+    for path in ("/stats", "/messages?q=word3", "/messages?from=%2B91900000002&limit=100"):
+        assert target.get_json(path) == source.get_json(path), path
+    assert target.all_messages() == source.all_messages()
