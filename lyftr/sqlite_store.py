@@ -89,9 +89,11 @@ class SQLiteBackend:
     def write_transaction(self):
         """A SQLAlchemy connection in a ``BEGIN IMMEDIATE`` transaction, holding the write turn."""
         self._make_directory()
-        with self.engine.connect() as connection:
+        # The turn first: a new database's first connections switch it to WAL, which needs the
+        # file to themselves; processes and threads starting together take turns at that too.
+        with self.writer.turn(), self.engine.connect() as connection:
             connection.execution_options(write=True)
-            with self.writer.turn(), connection.begin():
+            with connection.begin():
                 yield connection
 
     # The migrations run in a write transaction: other processes' migrations and writes wait.
