@@ -4,7 +4,8 @@ Validation errors are FastAPI's 422 shape: ``{"detail": [{"type", "loc", "msg", 
 one entry per problem, in the order the schema declares its fields.
 """
 
-from flask import g, jsonify
+from flask import g, jsonify, request
+from marshmallow import ValidationError
 from sqlalchemy.exc import DatabaseError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -51,6 +52,23 @@ def validation_detail(messages, location, data, schema):
     return detail
 
 
+class InvalidQuery(Exception):
+    """A query string its schema refused; answered 422 in the usual shape (see init_app)."""
+
+    def __init__(self, detail):
+        super().__init__("invalid query")
+        self.detail = detail
+
+
+def load_query(schema):
+    """The request's query string loaded by ``schema``; InvalidQuery (a 422) if it is refused."""
+    args = request.args.to_dict(flat=True)
+    try:
+        return schema.load(args)
+    except ValidationError as exc:
+        raise InvalidQuery(validation_detail(exc.messages, "query", args, schema)) from exc
+
+
 def unavailable(detail):
     """503 with Retry-After: the sender should retry the same delivery shortly."""
     response = error_response(503, detail)
@@ -81,6 +99,7 @@ def handle_unexpected(exc):
 
 
 def init_app(app):
+    app.register_error_handler(InvalidQuery, lambda exc: error_response(422, exc.detail))
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(DatabaseError, handle_database_error)
     app.register_error_handler(SQLAlchemyError, handle_unexpected)

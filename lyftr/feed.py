@@ -8,12 +8,11 @@ gevent, a worker) and answers within FEED_POLL_S of it, or empty when the wait i
 
 import time
 
-from flask import Blueprint, request
-from marshmallow import ValidationError
+from flask import Blueprint
 
 from . import schemas, storage
 from .auth import token_required
-from .errors import error_response, validation_detail
+from .errors import load_query
 from .messages import record_item
 
 bp = Blueprint("feed", __name__)
@@ -25,11 +24,7 @@ _query_schema = schemas.FeedQuerySchema()
 @bp.get("/feed")
 @token_required
 def read_feed():
-    args = request.args.to_dict(flat=True)
-    try:
-        query = _query_schema.load(args)
-    except ValidationError as exc:
-        return error_response(422, validation_detail(exc.messages, "query", args, _query_schema))
+    query = load_query(_query_schema)
 
     deadline = time.monotonic() + query["wait"]
     while True:

@@ -4,12 +4,11 @@ import base64
 import binascii
 import json
 
-from flask import Blueprint, request
-from marshmallow import ValidationError
+from flask import Blueprint
 
 from . import schemas, storage
 from .auth import token_required
-from .errors import error_response, validation_detail
+from .errors import error_response, load_query
 from .inbound import storable
 
 bp = Blueprint("messages", __name__)
@@ -20,11 +19,7 @@ _query_schema = schemas.MessagesQuerySchema()
 @bp.get("/messages")
 @token_required
 def list_messages():
-    args = request.args.to_dict(flat=True)
-    try:
-        query = _query_schema.load(args)
-    except ValidationError as exc:
-        return error_response(422, validation_detail(exc.messages, "query", args, _query_schema))
+    query = load_query(_query_schema)
 
     after = None
     if query["cursor"] is not None:

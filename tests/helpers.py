@@ -315,3 +315,18 @@ def message_record(client, message_id, **kwargs):
     from urllib.parse import quote
 
     return client.get("/messages/" + quote(message_id, safe=""), **kwargs)
+
+
+def stored_row(message_id, **overrides):
+    """A message as storage takes it (``schemas.WebhookMessageSchema``'s output), from
+    ``sample_message``; ``overrides`` set other columns (provider, type, raw...)."""
+    message = sample_message(message_id=message_id)
+    return {
+        "message_id": message_id,
+        "from_msisdn": message["from"],
+        "to_msisdn": message["to"],
+        "ts": message["ts"],
+        "ts_key": "2025-01-15T10:00:00.",
+        "text": message["text"],
+        **overrides,
+    }

@@ -3,22 +3,9 @@ answers), ``flask backup`` (a consistent SQLite copy; PostgreSQL says to use pg_
 
 import json
 
-from helpers import SECRET, sample_message, stored_total
+from helpers import SECRET, sample_message, stored_row, stored_total
 
 from lyftr import create_app, storage
-
-
-def _row(message_id, **overrides):
-    message = sample_message(message_id=message_id)
-    return {
-        "message_id": message_id,
-        "from_msisdn": message["from"],
-        "to_msisdn": message["to"],
-        "ts": message["ts"],
-        "ts_key": "2025-01-15T10:00:00.",
-        "text": message["text"],
-        **overrides,
-    }
 
 
 def test_export_and_import_round_trip(app, make_app, client, send, tmp_path):
@@ -28,7 +15,7 @@ def test_export_and_import_round_trip(app, make_app, client, send, tmp_path):
     assert send(message_id="c", text=None).status_code == 200
     with app.app_context():
         raw = json.dumps({"id": "wa1", "type": "image"})
-        row = _row("wa1", from_msisdn="US.1234", provider="whatsapp", type="image", raw=raw)
+        row = stored_row("wa1", from_msisdn="US.1234", provider="whatsapp", type="image", raw=raw)
         assert storage.insert_batch([row]) == 1
     exported = app.test_cli_runner().invoke(args=["export"])
     assert exported.exit_code == 0, exported.output

@@ -2,7 +2,7 @@
 after it, and purged IDs still answered as duplicates."""
 
 import pytest
-from helpers import SECRET, sample_message, stored_total
+from helpers import SECRET, stored_row, stored_total
 
 from lyftr import create_app, retention, storage
 
@@ -74,20 +74,8 @@ def test_a_purged_message_retried_is_a_duplicate(runner, client, send):
     assert stored_total(client) == 0
     # Also in a batch (a WhatsApp redelivery goes through the batch insert).
     with client.application.app_context():
-        assert storage.insert_batch([_row("m1"), _row("m2")]) == 1
+        assert storage.insert_batch([stored_row("m1"), stored_row("m2")]) == 1
     assert [m["message_id"] for m in client.get("/messages").get_json()["data"]] == ["m2"]
-
-
-def _row(message_id):
-    message = sample_message(message_id=message_id)
-    return {
-        "message_id": message_id,
-        "from_msisdn": message["from"],
-        "to_msisdn": message["to"],
-        "ts": message["ts"],
-        "ts_key": "2025-01-15T10:00:00.",
-        "text": message["text"],
-    }
 
 
 def test_purged_ids_are_forgotten_after_the_keep_time(app, client, send):
@@ -102,7 +90,7 @@ def test_purged_ids_are_forgotten_after_the_keep_time(app, client, send):
 def test_retention_days_purges_by_arrival(make_app):
     app = make_app(RETENTION_DAYS=1, PURGED_IDS_KEEP_DAYS=8)
     with app.app_context():  # no request: the app's own retention thread stays out of the way
-        assert storage.insert_batch([_row("m1")]) == 1
+        assert storage.insert_batch([stored_row("m1")]) == 1
         assert retention.purge_once(app.config) == 0  # arrived just now
         from datetime import UTC, datetime, timedelta
 
