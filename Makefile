@@ -13,14 +13,16 @@ $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV)
 
 # pip's output goes to stderr, so the server's stdout stays JSON lines from the first line.
-$(RUN_STAMP): requirements.txt | $(BIN)/python
+$(RUN_STAMP): requirements.txt pyproject.toml | $(BIN)/python
 	@echo "lyftr: installing the server's dependencies (first run: about 40 s)..." >&2
 	@$(BIN)/pip install --disable-pip-version-check -r requirements.txt 1>&2
+	@$(BIN)/pip install --disable-pip-version-check --no-deps -e . 1>&2
 	@touch $@
 
-$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+$(DEV_STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
 	@echo "lyftr: installing the server and test dependencies (first run only)..." >&2
 	@$(BIN)/pip install --disable-pip-version-check -r requirements-dev.txt 1>&2
+	@$(BIN)/pip install --disable-pip-version-check --no-deps -e . 1>&2
 	@touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)

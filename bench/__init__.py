@@ -1,1 +1,2 @@
-"""The benchmark (run.py, sqlite_floor.py) and its synthetic data (synthetic.py)."""
+"""The benchmark (run.py and the modules beside it, sqlite_floor.py) and its synthetic data
+(synthetic.py)."""

@@ -6,32 +6,13 @@ def create_app(test_config=None):
 
     Only wiring: no connection is made and no log handler is set up here. The entry point
     (``wsgi.py``) sets up logging; the database is migrated by ``flask db upgrade`` or, if still
-    pending, before the first storage call (``lyftr.schema``).
+    pending, before the first storage call (``lyftr.store.schema``).
     """
     # Imported here, not at the top: Gunicorn's master imports lyftr.logs for its log formatter
     # and should not load the app before the workers' gevent patching.
     from flask import Flask
 
-    from . import (
-        cli,
-        config,
-        console,
-        errors,
-        feed,
-        health,
-        messages,
-        metrics,
-        openapi,
-        request_log,
-        retention,
-        schema,
-        stats,
-        storage,
-        twilio_sms,
-        webhook,
-        whatsapp,
-    )
-    from .extensions import db, migrate
+    from lyftr import api, config, console, ops, providers, store
 
     app = Flask(__name__)
     app.config.update(config.from_env())
@@ -47,19 +28,12 @@ def create_app(test_config=None):
     # '//x' is a 404 like any unknown URL, not a redirect with an HTML body.
     app.url_map.merge_slashes = False
 
-    storage.backend_for(database_uri)  # an unsupported database: a clear error, not a driver's
+    store.backend_for(database_uri)  # an unsupported database: a clear error, not a driver's
     console.init_app(app)  # API_TOKEN without SECRET_KEY: refused here, before anything starts
-    db.init_app(app)
-    migrate.init_app(app, db, directory=schema.MIGRATIONS_DIR)
-    storage.init_app(app)
-    errors.init_app(app)
-    request_log.init_app(app)
-    metrics.init_app(app)
-    retention.init_app(app)
-
-    for feature in (webhook, whatsapp, twilio_sms, messages, feed, stats, health, openapi, console):
-        app.register_blueprint(feature.bp)
-    cli.init_app(app)
+    store.init_app(app)
+    api.init_app(app)
+    providers.init_app(app)
+    ops.init_app(app)
 
     @app.after_request
     def security_headers(response):

@@ -23,7 +23,7 @@ def from_env(environ=None):
         "WEBHOOK_SECRET": env.get("WEBHOOK_SECRET", ""),
         "WEBHOOK_SECRET_PREVIOUS": env.get("WEBHOOK_SECRET_PREVIOUS", ""),
         "API_TOKEN": env.get("API_TOKEN", ""),
-        # Signs the console's session cookie; required with API_TOKEN (see lyftr.console).
+        # Signs the console's session cookie; required with API_TOKEN (see lyftr/console).
         "SECRET_KEY": env.get("SECRET_KEY", ""),
         # Senders other than the contract's (lyftr.providers): each is off until its secret is set.
         "STANDARD_WEBHOOKS_SECRET": env.get("STANDARD_WEBHOOKS_SECRET", ""),

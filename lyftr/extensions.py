@@ -12,6 +12,6 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
-# `flask db upgrade|current|history|...` on lyftr/migrations (its directory is bound in the
+# `flask db upgrade|current|history|...` on lyftr/store/migrations (its directory is bound in the
 # factory).
 migrate = Migrate()

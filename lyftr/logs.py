@@ -40,5 +40,5 @@ def configure(level):
     root.setLevel(level)
     logging.getLogger("lyftr").setLevel(level)
     # Alembic narrates every run ("Context impl ...", plugin setup) at INFO in every worker; the
-    # migrations that really ran are logged by lyftr.storage instead.
+    # migrations that really ran are logged by lyftr.store.schema instead.
     logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

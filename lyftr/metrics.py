@@ -1,12 +1,10 @@
-"""The Prometheus metrics of the contract, defined once per process, and the /metrics endpoint.
+"""The Prometheus metrics of the contract, defined once per process (``api.exporter`` serves them).
 
 Under Gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker starts (gunicorn.conf.py):
 each worker writes its samples there and a scrape of any worker sums all of them.
 """
 
 import os
-import re
-from functools import wraps
 
 from prometheus_client import (
     REGISTRY,
@@ -16,7 +14,6 @@ from prometheus_client import (
     disable_created_metrics,
     multiprocess,
 )
-from prometheus_flask_exporter import PrometheusMetrics
 
 WEBHOOK_RESULTS = (
     "created",
@@ -76,31 +73,6 @@ for _result in PROVIDER_RESULTS:
 for _kind in ("message", "status", "other"):
     WHATSAPP_UPDATES.labels(_kind)
 
-# prometheus_client writes whole-number bounds as le="100.0"; the contract (and Go clients) say
-# le="100". Both parse to the same float; this keeps exact-text checks working.
-_WHOLE_BOUND = re.compile(r'le="([0-9]+)\.0"')
-
-
-def _contract_format(view):
-    @wraps(view)
-    def formatted(*args, **kwargs):
-        body, status, headers = view(*args, **kwargs)
-        return _WHOLE_BOUND.sub(r'le="\1"', body), status, headers
-
-    return formatted
-
-
-def _metrics_view(view):
-    # Imported here: auth answers with errors', which log through request_log, which counts here.
-    from .auth import token_required
-
-    return token_required(_contract_format(view))
-
-
-prometheus = PrometheusMetrics.for_app_factory(
-    export_defaults=False, metrics_decorator=_metrics_view
-)
-
 
 def observe(method, route, status, latency_ms):
     method = method if method in METHODS else "OTHER"
@@ -124,10 +96,6 @@ def count_stored(provider, n=1):
 def count_whatsapp_updates(kind, n):
     if n:
         WHATSAPP_UPDATES.labels(kind).inc(n)
-
-
-def init_app(app):
-    prometheus.init_app(app)
 
 
 def current_values(sample_name):

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.engine import make_url
 
-from lyftr.signing import sign
+from lyftr.providers.signing import sign
 
 SECRET = "test-secret"
 POSTGRES_URL = os.environ.get("LYFTR_TEST_POSTGRES_URL", "")

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from lyftr import create_app
 from lyftr.extensions import db
-from lyftr.signing import sign
+from lyftr.providers.signing import sign
 
 # No example database (it would be kept in ./.hypothesis): a failure prints its falsifying example.
 PROPERTY = settings(

@@ -34,7 +34,7 @@ from standardwebhooks.webhooks import Webhook
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
-from lyftr.signing import sign
+from lyftr.providers.signing import sign
 
 SECRET_VARIABLE = "LYFTR_SCHEMATHESIS_SECRET"
 STANDARD_WEBHOOKS_SECRET_VARIABLE = "LYFTR_SCHEMATHESIS_STANDARD_WEBHOOKS_SECRET"

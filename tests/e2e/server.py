@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from lyftr.signing import sign
+from lyftr.providers.signing import sign
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lyftr.signing import sign
+from lyftr.providers.signing import sign
 
 from .server import HOST, message, parse_metrics, value
 

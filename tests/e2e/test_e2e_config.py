@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lyftr.signing import sign
+from lyftr.providers.signing import sign
 
 from .server import message, parse_metrics, value
 

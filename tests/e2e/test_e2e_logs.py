@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from lyftr.signing import sign
+from lyftr.providers.signing import sign
 
 from .server import message
 

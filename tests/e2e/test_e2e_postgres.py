@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from helpers import NO_POSTGRES, POSTGRES_URL, PostgresSchema, postgres_admin
 
-from lyftr.signing import sign
+from lyftr.providers.signing import sign
 
 from .server import HOST, free_port, message, parse_metrics, value
 

@@ -43,8 +43,8 @@ from pathlib import Path
 import pytest
 from twilio.request_validator import RequestValidator
 
-from lyftr.openapi import EXAMPLE_MESSAGE_SID, EXAMPLE_WAMID
-from lyftr.signing import sign
+from lyftr.api.response_schemas import EXAMPLE_MESSAGE_SID, EXAMPLE_WAMID
+from lyftr.providers.signing import sign
 
 from .server import REPO_ROOT, message
 

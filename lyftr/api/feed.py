@@ -1,0 +1,75 @@
+"""GET /feed: every stored message once, in the order messages were committed (seq order).
+
+A consumer starts at ``after=0`` and passes back each answer's ``next_after``: it sees every message
+once, never skipping one and never seeing one twice, whatever commits concurrently. With ``wait``,
+a request with nothing to give waits for a commit (polling, without holding a connection or, under
+gevent, a worker) and answers within FEED_POLL_S of it, or empty when the wait is over.
+"""
+
+import time
+
+from flask import Blueprint
+
+from lyftr import store
+from lyftr.api import schemas
+from lyftr.api.auth import token_required
+from lyftr.api.errors import load_query
+from lyftr.api.messages import record_item
+from lyftr.api.openapi import operation
+from lyftr.api.response_schemas import (
+    DATABASE_UNAVAILABLE,
+    INTERNAL_ERROR,
+    OPTIONAL_BEARER,
+    UNAUTHORIZED,
+    FeedPageSchema,
+    ValidationErrorSchema,
+    json_response,
+)
+
+bp = Blueprint("feed", __name__)
+FEED_POLL_S = 0.1
+
+_query_schema = schemas.FeedQuerySchema()
+
+
+READ_OPERATION = {
+    "operationId": "readFeed",
+    "summary": "Every stored message once, in commit order, for a consumer.",
+    "description": (
+        "Start at after=0 and pass back each answer's next_after: every stored message is "
+        "handed out once, none skipped, none twice, whatever commits concurrently. With "
+        "wait > 0 and nothing after `after`, the request waits for a commit (answering "
+        "within about 100 ms of it) or answers empty when the wait is over. Purged messages "
+        "no longer appear; seq values are never reused."
+    ),
+    "tags": ["messages"],
+    "security": OPTIONAL_BEARER,
+    "parameters": [{"in": "query", "schema": schemas.FeedQuerySchema}],
+    "responses": {
+        "200": json_response(FeedPageSchema, "Up to limit records after `after`, in seq order."),
+        "401": UNAUTHORIZED,
+        "422": json_response(
+            ValidationErrorSchema, "Invalid query parameter; loc is ['query', name]."
+        ),
+        "500": INTERNAL_ERROR,
+        "503": DATABASE_UNAVAILABLE,
+    },
+}
+
+
+@bp.get("/feed")
+@operation(READ_OPERATION)
+@token_required
+def read_feed():
+    query = load_query(_query_schema)
+
+    deadline = time.monotonic() + query["wait"]
+    while True:
+        records = store.feed(query["after"], query["limit"])
+        if records or time.monotonic() >= deadline:
+            break
+        time.sleep(min(FEED_POLL_S, max(deadline - time.monotonic(), 0)))
+    return {
+        "data": [record_item(record) for record in records],
+        "next_after": records[-1].seq if records else query["after"],
+    }

@@ -1,0 +1,239 @@
+"""Storage: the one API the views and commands use, served by the backend DATABASE_URL names.
+
+SQLite (``store.sqlite``) is the embedded default; PostgreSQL (``store.postgres``) is the shared
+store for several hosts; both satisfy ``backend.Backend``. Every call first makes sure the schema is
+applied (``schema``), and tells it about a failure that may mean a new database. Calls return rows;
+the views decide what a response looks like.
+"""
+
+import contextlib
+import time
+from typing import NamedTuple
+
+from flask import current_app
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from lyftr.extensions import db, migrate
+from lyftr.store import database_errors, schema
+from lyftr.store.backend import MessageRow
+from lyftr.store.postgres import PostgresBackend
+from lyftr.store.sqlite.backend import SQLiteBackend
+from lyftr.timestamps import now_iso
+
+_BACKENDS = {"sqlite": SQLiteBackend, "postgresql": PostgresBackend}
+TOP_SENDERS = 10
+
+
+class Page(NamedTuple):
+    rows: list[MessageRow]
+    total: int
+    has_more: bool
+
+
+def backend_for(uri):
+    """The backend class of a database URI; ValueError for one that is not SQLite or PostgreSQL
+    (the factory asks before any engine is made, so the error names the cause)."""
+    name = make_url(uri).get_backend_name()
+    if name not in _BACKENDS:
+        raise ValueError(f"DATABASE_URL: {name} is not supported (sqlite or postgresql)")
+    return _BACKENDS[name]
+
+
+def init_app(app):
+    """Bind the database, the migrations and the app's backend (no connection is made here)."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=schema.MIGRATIONS_DIR)
+    backend_class = backend_for(app.config["SQLALCHEMY_DATABASE_URI"])
+    with app.app_context():
+        app.extensions["lyftr.storage"] = backend_class(db.engine, app.config)
+    schema.init_app(app)
+
+
+def backend():
+    return current_app.extensions["lyftr.storage"]
+
+
+def _call(method, *args, **kwargs):
+    state = schema.current()
+    try:
+        state.ensure()
+        return method(*args, **kwargs)
+    except Exception as exc:
+        state.after_error(exc)
+        raise
+
+
+def insert_message(message):
+    """Store ``message`` unless its ``message_id`` exists: True if stored, False if a duplicate."""
+    return _call(backend().insert_message, message)
+
+
+def insert_batch(messages):
+    """Store every message of ``messages`` not stored yet, all in one transaction (all or none);
+    return how many were new."""
+    return _call(backend().insert_batch, messages) if messages else 0
+
+
+def get_message(message_id):
+    """The full record of one message (``backend.MessageRecord``), or None."""
+    record = _call(backend().get_message, message_id)
+    if record is not None and record.seq is None:  # just arrived: give it its feed position
+        sequence()
+        record = _call(backend().get_message, message_id)
+    return record
+
+
+# --- the feed ------------------------------------------------------------------------------------
+
+# Rows numbered per transaction: each feed read numbers what arrived since, this many at most.
+SEQUENCE_BATCH = 10_000
+
+
+def sequence():
+    """Give the messages committed so far their feed positions (up to SEQUENCE_BATCH)."""
+    return _call(backend().sequence, SEQUENCE_BATCH)
+
+
+def feed(after, limit):
+    """Up to ``limit`` records after position ``after``, in feed (commit) order."""
+    sequence()
+    return _call(backend().feed, after, limit)
+
+
+# --- the data's lifecycle ----------------------------------------------------------------------
+
+PURGE_BATCH = 500
+# Between purge batches the write lock is left to ingest for a moment.
+PURGE_PAUSE_S = 0.02
+
+
+def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep):
+    """Delete every message that arrived before ``before`` (an ISO-8601 UTC instant, as
+    created_at is written), in small transactions; return how many (or, dry, would be).
+
+    Their IDs are remembered (purged_ids) so that a retried delivery is a duplicate; those
+    remembered since before ``forget_before`` are forgotten."""
+    if dry_run:
+        return _call(backend().count_purgeable, before)
+    purged, purged_at = 0, now_iso()
+    while batch := _call(backend().purge, before, PURGE_BATCH, purged_at):
+        purged += batch
+        sleep(PURGE_PAUSE_S)
+    if forget_before is not None:
+        _call(backend().forget_purged, forget_before)
+    return purged
+
+
+def exclusive_purge():
+    """A context: True inside if no other process or host is purging (see Backend)."""
+    return backend().exclusive_purge()
+
+
+EXPORT_PAGE = 1000
+
+
+def export(*, from_msisdn=None, since_key=None):
+    """Every record in arrival order, a page at a time (flat memory at any size)."""
+    while sequence():  # every exported record has its feed position
+        pass
+    position = None
+    while True:
+        page = _call(
+            backend().export_page,
+            from_msisdn=from_msisdn,
+            since_key=since_key,
+            position=position,
+            limit=EXPORT_PAGE,
+        )
+        yield from page
+        if len(page) < EXPORT_PAGE:
+            return
+        position = (page[-1].received_at, page[-1].message_id)
+
+
+def backup(path):
+    _call(backend().backup, path)
+
+
+def bulk_insert(messages, **options):
+    """Store many messages as ``insert_message`` would, in big transactions; return how many
+    were new."""
+    return _call(backend().bulk_insert, messages, **options)
+
+
+def after_bulk_load():
+    backend().after_bulk_load()
+
+
+def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
+    """One page in (ts, message_id) order, the total matching the filters, and whether more rows
+    follow the page."""
+    rows, total = _call(
+        backend().list_messages,
+        limit=limit,
+        offset=offset,
+        from_msisdn=from_msisdn,
+        since_key=since_key,
+        q=q,
+        after=after,
+    )
+    # The backend reads one row more than the page: whether it came says if a next page exists.
+    return Page(rows[:limit], total, len(rows) > limit)
+
+
+def stats():
+    return _call(backend().stats, TOP_SENDERS)
+
+
+def failure_cause(exc):
+    """The cause of a failed storage call, for the log (see ``database_errors``). A database that
+    cannot be opened is explained by its storage where it can be (a full or read-only disk)."""
+    cause = database_errors.cause(exc)
+    if cause == database_errors.UNREACHABLE:
+        # If the server itself is unreachable, that is the cause.
+        with contextlib.suppress(Exception):
+            cause = backend().check_writable() or cause
+    return cause
+
+
+def database_problem():
+    """Why the database cannot serve now (for readiness), or None: unable to take writes (full,
+    read-only), unreachable, or without its schema."""
+    try:
+        cause = backend().check_writable()
+        if cause is None:
+            _call(_read_tables)
+    except Exception as exc:
+        reason = getattr(exc, "orig", None) or exc
+        return f"{database_errors.cause(exc)}: {reason}"
+    return f"cannot take writes: {cause}" if cause else None
+
+
+def _read_tables():
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1 FROM messages LIMIT 1")).all()
+        connection.execute(text("SELECT 1 FROM sender_counts LIMIT 1")).all()
+
+
+# --- the console ---------------------------------------------------------------------------------
+
+
+def list_arrivals(*, limit, from_msisdn=None, received_since=None, q=None, before=None):
+    """One page of records, newest arrival first, and the position after its last row if more
+    rows follow it (else None)."""
+    records = _call(
+        backend().list_arrivals,
+        limit=limit,
+        from_msisdn=from_msisdn,
+        received_since=received_since,
+        q=q,
+        before=before,
+    )
+    last = records[limit - 1] if len(records) > limit else None
+    return records[:limit], (last.received_at, last.message_id) if last else None
+
+
+def arrivals_per_hour(hours):
+    """``[(hour, count)]`` for each of ``hours`` ('YYYY-MM-DDTHH', UTC)."""
+    return _call(backend().arrivals_per_hour, list(hours)) if hours else []

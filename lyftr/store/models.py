@@ -1,0 +1,61 @@
+"""The tables both backends share, as the models that ``flask db migrate`` compares with a database.
+
+The migrations (lyftr/store/migrations) are what creates the schema; what only one backend has lives
+only there: SQLite's FTS5 search table, PostgreSQL's ``text_folded``/``text_escaped`` columns and
+its trigram index. ``tests/test_migrations.py`` checks that models and migrations agree.
+
+``ts`` is kept exactly as received; ``ts_key`` is the same instant in a form that sorts and compares
+chronologically as text, fractional seconds of any precision included (see
+``timestamps.message_ts_key``).
+``sender_counts`` is maintained in the insert's own transaction, so /stats never scans messages.
+"""
+
+from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lyftr.extensions import db
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+
+    message_id: Mapped[str] = mapped_column(String, primary_key=True)
+    from_msisdn: Mapped[str] = mapped_column(String, nullable=False)
+    to_msisdn: Mapped[str] = mapped_column(String, nullable=False)
+    ts: Mapped[str] = mapped_column(String, nullable=False)
+    ts_key: Mapped[str] = mapped_column(String, nullable=False)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[str] = mapped_column(String, nullable=False)
+    # Where it came from (webhook, whatsapp, twilio), its kind, and the provider's payload (JSON).
+    provider: Mapped[str] = mapped_column(String, nullable=False, server_default="webhook")
+    type: Mapped[str] = mapped_column(String, nullable=False, server_default="text")
+    raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Position in the feed: given after commit (storage.sequence), unique, never reused.
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (
+        Index("ix_messages_ts_key", "ts_key", "message_id"),
+        Index("ix_messages_from_ts_key", "from_msisdn", "ts_key", "message_id"),
+        Index("ix_messages_seq", "seq", unique=True),
+        Index("ix_messages_created_at", "created_at", "message_id"),
+    )
+
+
+class SenderCount(db.Model):
+    __tablename__ = "sender_counts"
+
+    from_msisdn: Mapped[str] = mapped_column(String, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __table_args__ = (Index("ix_sender_counts_rank", count.desc(), "from_msisdn"),)
+
+
+class PurgedId(db.Model):
+    """A purged message's ID, kept for a while: a provider retrying it gets a duplicate's answer."""
+
+    __tablename__ = "purged_ids"
+
+    message_id: Mapped[str] = mapped_column(String, primary_key=True)
+    purged_at: Mapped[str] = mapped_column(String, nullable=False)
+
+    __table_args__ = (Index("ix_purged_ids_purged_at", "purged_at"),)

@@ -1,0 +1,343 @@
+"""The SQLite backend: the queries of insert-once, bulk load, listing, search and stats on one file.
+
+The schema (tables, indexes, the FTS5 search index) comes from the migrations. A message row, its
+sender's count and its search-index entry are written in one transaction. Writers take turns in a
+``sqlite_writer.WriterQueue`` and deliveries that wait together are committed together; reads and
+the webhook use raw sqlite3 connections from a ``sqlite_connections.ConnectionCache`` with SQL text
+(SQLAlchemy's statement building costs more than these queries). Reads take totals from the
+maintained sender counts or from the search index where they can, and choose how to find a page of
+search results by how common the term is (``list_messages``). Measurements: ``make bench``.
+"""
+
+import fcntl
+import os
+import shutil
+import sqlite3
+from contextlib import contextmanager
+
+from sqlalchemy.exc import OperationalError
+
+from lyftr.config import sqlite_path
+from lyftr.store import database_errors, sql
+from lyftr.store.backend import MessageRecord
+from lyftr.store.folding import indexed_text
+from lyftr.store.sqlite import bulk, positions, reads
+from lyftr.store.sqlite.connections import ConnectionCache, as_sqlalchemy_error, tune
+from lyftr.store.sqlite.writer import Delivery, WriterQueue
+from lyftr.timestamps import now_iso
+
+# Below this much free space on the database's filesystem, readiness says it cannot take writes:
+# a transaction appends a few pages (4 KiB each) to the WAL, a checkpoint more.
+MIN_FREE_BYTES = 256 * 1024
+
+_INSERT_ONE = sql.insert_message(returning="rowid", named=False)
+_RECORD = f"SELECT {sql.RECORD_COLUMNS} FROM messages WHERE message_id = ?"
+_STORED_OR_PURGED = (
+    "SELECT 1 FROM messages WHERE message_id = ?1 UNION ALL "
+    "SELECT 1 FROM purged_ids WHERE message_id = ?1 LIMIT 1"
+)
+PURGE_LOCK_SUFFIX = "-purge.lock"
+_SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
+
+
+class SQLiteBackend:
+    """``backend.Backend`` on a SQLite file (or an in-memory database)."""
+
+    def __init__(self, engine, config):
+        tune(engine, config["DB_BUSY_TIMEOUT_MS"])
+        self.engine = engine
+        self.path = sqlite_path(str(engine.url))
+        self.connections = ConnectionCache(engine)
+        self.writer = WriterQueue(self.path, config["DB_BUSY_TIMEOUT_MS"])
+
+    # --- writing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def write_transaction(self):
+        """A SQLAlchemy connection in a ``BEGIN IMMEDIATE`` transaction, holding the write turn."""
+        self._make_directory()
+        # The turn first: a new database's first connections switch it to WAL, which needs the
+        # file to themselves; processes and threads starting together take turns at that too.
+        with self.writer.turn(), self.engine.connect() as connection:
+            connection.execution_options(write=True)
+            with connection.begin():
+                yield connection
+
+    # The migrations run in a write transaction: other processes' migrations and writes wait.
+    migration_transaction = write_transaction
+
+    def _make_directory(self):
+        """A database whose directory is missing is created with it (once it can be)."""
+        if self.path:
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            except OSError as exc:
+                raise OperationalError(None, None, exc) from exc
+
+    def insert_message(self, message):
+        """See ``backend.Backend``. Concurrent calls in one process share a transaction (each in its
+        own savepoint, so one failing message does not fail the others); the result is the same
+        as if each had its own transaction, in the order they queued."""
+        if self._stored(message["message_id"]):
+            # A redelivery, or a retry of a purged message: no write lock needed. (A message purged
+            # between this read and the insert is caught by the insert's own check.)
+            return False
+        row = sql.message_values(message, now_iso())
+        delivery = Delivery(row, indexed_text(message["text"]) if message["text"] else None)
+        self.writer.submit(delivery, self._write_deliveries)
+        if delivery.error is not None:
+            raise as_sqlalchemy_error(delivery.error)
+        return delivery.created
+
+    @contextmanager
+    def _immediate(self):
+        """A cursor in a ``BEGIN IMMEDIATE`` transaction, committed when the block ends and rolled
+        back if it raises. The caller holds the write turn."""
+        with self.connections.connection() as connection:
+            cursor = connection.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                yield cursor
+                cursor.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.rollback()
+                raise
+            finally:
+                cursor.close()
+
+    def insert_batch(self, messages):
+        """See ``backend.Backend``."""
+        created_at = now_iso()
+        deliveries = [
+            Delivery(
+                sql.message_values(m, created_at), indexed_text(m["text"]) if m["text"] else None
+            )
+            for m in messages
+        ]
+        with self.writer.turn(), self._immediate() as cursor:
+            stored = sum(_store(cursor, delivery) for delivery in deliveries)
+        return stored
+
+    def get_message(self, message_id):
+        """See ``backend.Backend``."""
+        with self.connections.connection() as connection:
+            row = connection.execute(_RECORD, (message_id,)).fetchone()
+        return MessageRecord._make(row) if row else None
+
+    def _stored(self, message_id):
+        with self.connections.connection() as connection:
+            return connection.execute(_STORED_OR_PURGED, (message_id,)).fetchone() is not None
+
+    def _write_deliveries(self, batch):
+        """Insert every delivery of ``batch`` in one transaction; set each one's outcome."""
+        alone = len(batch) == 1
+        try:
+            with self._immediate() as cursor:
+                for delivery in batch:
+                    if alone:
+                        delivery.created = _store(cursor, delivery)
+                        continue
+                    cursor.execute("SAVEPOINT delivery")
+                    try:
+                        delivery.created = _store(cursor, delivery)
+                    except Exception as exc:
+                        cursor.execute("ROLLBACK TO delivery")
+                        delivery.error = exc
+                    cursor.execute("RELEASE delivery")
+        except BaseException as exc:  # nothing was committed: every delivery of the batch failed
+            for delivery in batch:
+                delivery.created, delivery.error = None, exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for delivery in batch:
+                delivery.done = True
+
+    def bulk_insert(self, messages, *, batch_size=bulk.BATCH_ROWS):
+        """See ``backend.Backend``: each batch is one transaction, so the search index and the
+        counts never disagree with the rows."""
+        stored = 0
+        for batch in sql.batched(messages, batch_size):
+            created_at = now_iso()
+            rows = [sql.message_values(m, created_at) for m in batch]
+            with self.write_transaction() as connection:
+                stored += bulk.load_batch(connection, rows)
+        if stored >= bulk.MERGE_AFTER_ROWS:
+            self.merge_search_index()
+        return stored
+
+    def merge_search_index(self):
+        """Merge every segment of the search index into one, in short write transactions."""
+        while True:
+            with self.write_transaction() as connection:
+                if bulk.merge_step(connection):
+                    return
+
+    def after_bulk_load(self):
+        """Copy the WAL into the database and empty it, if no reader is in the way."""
+        with self.connections.connection() as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def check_writable(self):
+        if self.path is None:
+            return None
+        directory = os.path.dirname(self.path)
+        try:
+            free = shutil.disk_usage(directory).free
+        except OSError:  # no directory yet: nothing to write to, which the read check reports
+            return None
+        if free < MIN_FREE_BYTES:
+            return database_errors.DISK_FULL
+        # The directory too: SQLite creates the -wal and -shm files beside the database.
+        if not all(os.access(p, os.W_OK) for p in (self.path, directory) if os.path.exists(p)):
+            return database_errors.READ_ONLY
+        return None
+
+    def sequence(self, limit):
+        """See ``backend.Backend``. One writer at a time: the counter and the rows it numbers
+        are written in one write transaction."""
+        with self.connections.connection() as connection:
+            if connection.execute(sql.ANY_UNSEQUENCED).fetchone() is None:
+                return 0
+        with self.writer.turn(), self._immediate() as cursor:
+            return positions.number_pending(cursor, limit)
+
+    def feed(self, after, limit):
+        with self.connections.connection() as connection:
+            rows = connection.execute(sql.FEED_PAGE, {"after": after, "limit": limit}).fetchall()
+        return [MessageRecord._make(row) for row in rows]
+
+    def purge(self, before, limit, purged_at):
+        """See ``backend.Backend``."""
+        with self.writer.turn(), self._immediate() as cursor:
+            rows = cursor.execute(
+                "SELECT rowid, message_id, from_msisdn FROM messages WHERE created_at < :before "
+                "ORDER BY created_at, message_id LIMIT :n",
+                {"before": before, "n": limit},
+            ).fetchall()
+            _forget_rows(cursor, rows, purged_at)
+        return len(rows)
+
+    def count_purgeable(self, before):
+        with self.connections.connection() as connection:
+            return connection.execute(sql.PURGEABLE, {"before": before}).fetchone()[0]
+
+    def forget_purged(self, before):
+        with self.writer.turn(), self._immediate() as cursor:
+            return cursor.execute(sql.FORGET_PURGED, {"before": before}).rowcount
+
+    @contextmanager
+    def exclusive_purge(self):
+        """An flock of a file beside the database, not waited for: another process purging."""
+        if self.path is None:
+            yield True
+            return
+        self._make_directory()
+        fd = os.open(self.path + PURGE_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+    def export_page(self, *, from_msisdn, since_key, position, limit):
+        statement, params = sql.export_page(
+            from_msisdn=from_msisdn, since_key=since_key, position=position
+        )
+        with self.connections.connection() as connection:
+            rows = connection.execute(statement, {**params, "limit": limit}).fetchall()
+        return [MessageRecord._make(row) for row in rows]
+
+    def backup(self, path):
+        """``VACUUM INTO``: a consistent copy from one read transaction; writers go on meanwhile
+        (WAL), and the copy is compact and checked."""
+        if self.path is None:
+            raise NotImplementedError("an in-memory database has nothing to back up")
+        with self.connections.connection() as connection:
+            connection.execute("VACUUM INTO ?", (path,))
+        check = sqlite3.connect(path)
+        try:
+            result = check.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            check.close()
+        if result != "ok":
+            raise RuntimeError(f"backup failed its integrity check: {result}")
+
+    # --- reading (the plans: ``reads``) ------------------------------------------------------
+
+    def list_messages(self, *, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
+        """See ``backend.Backend``."""
+        with self._snapshot() as connection:  # the page and the total from one snapshot
+            return reads.list_messages(
+                connection,
+                limit=limit,
+                offset=offset,
+                from_msisdn=from_msisdn,
+                since_key=since_key,
+                q=q,
+                after=after,
+            )
+
+    def stats(self, top):
+        """See ``backend.Backend``."""
+        with self._snapshot() as connection:
+            return reads.stats(connection, top)
+
+    def list_arrivals(self, *, limit, from_msisdn, received_since, q, before):
+        """See ``backend.Backend`` and ``reads.list_arrivals``."""
+        with self._snapshot() as connection:  # every part of the page from one snapshot
+            return reads.list_arrivals(
+                connection,
+                limit=limit,
+                from_msisdn=from_msisdn,
+                received_since=received_since,
+                q=q,
+                before=before,
+            )
+
+    def arrivals_per_hour(self, hours):
+        statement, params = sql.arrivals_per_hour(hours)
+        with self.connections.connection() as connection:
+            return [tuple(row) for row in connection.execute(statement, params).fetchall()]
+
+    @contextmanager
+    def _snapshot(self):
+        """A read connection in a transaction: every query in it sees one snapshot."""
+        with self.connections.connection() as connection:
+            connection.execute("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.rollback()
+
+
+def _forget_rows(cursor, rows, purged_at):
+    """Delete ``rows`` (rowid, message_id, from) with their search entries and counts, and keep
+    their IDs in purged_ids."""
+    senders = {}
+    for _, _, sender in rows:
+        senders[sender] = senders.get(sender, 0) + 1
+    cursor.executemany(
+        sql.REMEMBER_PURGED,
+        [{"message_id": message_id, "purged_at": purged_at} for _, message_id, _ in rows],
+    )
+    for sender, n in senders.items():
+        cursor.execute(sql.DISCOUNT_SENDER, {"n": n, "from_msisdn": sender})
+        cursor.execute(sql.DROP_EMPTY_SENDER, {"from_msisdn": sender})
+    cursor.executemany("DELETE FROM messages_fts WHERE rowid = ?", [(r[0],) for r in rows])
+    cursor.executemany("DELETE FROM messages WHERE rowid = ?", [(r[0],) for r in rows])
+
+
+def _store(cursor, delivery):
+    found = cursor.execute(_INSERT_ONE, delivery.row).fetchall()
+    if not found:
+        return False
+    cursor.execute(sql.COUNT_SENDER, {"from_msisdn": delivery.row[1], "n": 1})
+    if delivery.folded:
+        cursor.execute(_SEARCH_ONE, (found[0][0], delivery.folded))
+    return True

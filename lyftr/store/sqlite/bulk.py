@@ -1,0 +1,81 @@
+"""Bulk loading on SQLite (``flask seed``, ``flask import``): large transactions, the search index
+written per batch and merged once at the end."""
+
+from lyftr.store import sql
+from lyftr.store.folding import indexed_text
+from lyftr.store.sqlite import positions
+
+SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
+_INSERT_NUMBERED = sql.insert_message((*sql.MESSAGE_COLUMNS, "seq"), named=False)
+
+# bulk_insert writes this many messages per transaction: big enough that commits and index flushes
+# are rare, small enough that the WAL stays bounded and the write lock is released regularly.
+BATCH_ROWS = 50_000
+# Page cache of the bulk loader's connection while it loads (KiB); restored afterwards.
+CACHE_KIB = 256 * 1024
+# FTS5 keeps this many bytes of new index entries in memory before writing a segment (default 1 MB):
+# bigger segments, fewer merges. Stored in the index's config; one-message transactions of the
+# server write their segment at commit whatever it is.
+FTS_HASHSIZE = 16 * 1024 * 1024
+# The senders of the rows a batch added (rowid > the largest rowid before it), added to their
+# counts.
+_COUNT_NEW = (
+    "INSERT INTO sender_counts (from_msisdn, count) "
+    "SELECT from_msisdn, count(*) FROM messages WHERE rowid > ? GROUP BY from_msisdn "
+    "ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count"
+)
+_NEW_TEXTS = "SELECT rowid, text FROM messages WHERE rowid > ? AND text <> ''"
+# After a load this big the search index is merged into one segment. Left as a pile of segments,
+# FTS5 would merge them later inside some webhook's commit, which then takes seconds.
+MERGE_AFTER_ROWS = BATCH_ROWS
+# Pages of merge work per transaction: the write lock is released between steps (~0.1-0.3 s each).
+MERGE_STEP_PAGES = 2000
+
+
+def load_batch(connection, rows):
+    """Insert ``rows`` (in the caller's write transaction) with their counts, feed positions and
+    search entries; return how many were new."""
+    cache_size = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
+    try:
+        # Under BEGIN IMMEDIATE nobody else writes: SQLite gives new rows rowids above the
+        # largest one, so "rowid > before" is exactly this batch's new rows.
+        connection.exec_driver_sql(
+            "INSERT INTO messages_fts (messages_fts, rank) VALUES ('hashsize', ?)",
+            (FTS_HASHSIZE,),
+        )
+        before = connection.exec_driver_sql("SELECT max(rowid) FROM messages").scalar()
+        before = before or 0
+        if before >= 2**63 - 1:  # SQLite would pick random rowids from here on
+            raise OverflowError("messages rowids exhausted")
+        # The DB-API cursor: positional rows, no Row objects for tens of thousands of rows.
+        cursor = connection.connection.cursor()
+        try:
+            # Numbered as they are written (under the write lock, as the feed's
+            # numbering is), after the rows already waiting for a position.
+            positions.number_pending(cursor)
+            first = positions.take(cursor, len(rows))
+            numbered = [(*row, first + i) for i, row in enumerate(rows)]
+            cursor.executemany(_INSERT_NUMBERED, numbered)
+            # ON CONFLICT DO NOTHING: rowcount is the number of rows actually inserted.
+            stored = cursor.rowcount
+            cursor.execute(_COUNT_NEW, (before,))
+            texts = cursor.execute(_NEW_TEXTS, (before,)).fetchall()
+            cursor.executemany(SEARCH_ONE, [(rowid, indexed_text(value)) for rowid, value in texts])
+        finally:
+            cursor.close()
+        return stored
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {int(cache_size)}")
+
+
+def merge_step(connection):
+    """One step of merging the search index's segments; True once there is no work left."""
+    driver = connection.connection.driver_connection
+    before = driver.total_changes
+    # Negative: merge segments of every level, as 'optimize' does, a step at a time.
+    connection.exec_driver_sql(
+        "INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?)",
+        (-MERGE_STEP_PAGES,),
+    )
+    return driver.total_changes - before < 2  # FTS5's documented "no work left" signal
