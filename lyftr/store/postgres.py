@@ -42,14 +42,19 @@ _STAGE = (
 
 
 # The staged rows in order (the first of a repeated message_id wins), their senders counted; with
-# NUMBERED, each given its feed position as it is written.
+# NUMBERED, each given its feed position as it is written. Rows already stored, purged or repeated
+# are left out before nextval, so they take no position (ON CONFLICT stays for a concurrent
+# insert of the same message_id).
 def _move_staged(numbered):
     seq_column, seq_value = (", seq", ", nextval('messages_seq')") if numbered else ("", "")
     return (
         "WITH added AS ("
         f" INSERT INTO messages ({', '.join(_COLUMNS)}{seq_column})"
-        f" SELECT {', '.join(_COLUMNS)}{seq_value} FROM lyftr_bulk b"
+        f" SELECT {', '.join(_COLUMNS)}{seq_value} FROM ("
+        " SELECT DISTINCT ON (message_id) * FROM lyftr_bulk b"
         " WHERE NOT EXISTS (SELECT 1 FROM purged_ids p WHERE p.message_id = b.message_id)"
+        " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_id = b.message_id)"
+        " ORDER BY message_id, position) b"
         " ORDER BY position"
         " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn),"
         " counted AS ("

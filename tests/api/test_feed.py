@@ -196,3 +196,18 @@ def test_a_bulk_load_is_numbered_as_written_after_what_was_waiting(app, client, 
     seen, _ = consume(client)
     assert seen[:2] == ["before-1", "before-2"]
     assert sorted(seen[2:]) == [f"s7-{i:08d}" for i in range(5)]
+
+
+def test_rows_a_bulk_load_skips_take_no_feed_position(app, client):
+    from bench.synthetic import synthetic_messages
+    from lyftr import store
+
+    first, later = list(synthetic_messages(3, seed=3)), list(synthetic_messages(4, seed=3))[3:]
+    with app.app_context():
+        assert store.bulk_insert(first) == 3
+        assert store.bulk_insert(first) == 0  # a no-op re-import
+        # Old and new mixed, a repeat inside the batch: only the new row is numbered.
+        assert store.bulk_insert([first[1], later[0], later[0], first[0]]) == 1
+    items = client.get("/feed", query_string={"after": 0}).get_json()["data"]
+    assert [item["seq"] for item in items] == [1, 2, 3, 4]
+    assert items[-1]["message_id"] == later[0]["message_id"]

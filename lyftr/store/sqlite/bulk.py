@@ -59,6 +59,8 @@ def load_batch(connection, rows):
             cursor.executemany(_INSERT_NUMBERED, numbered)
             # ON CONFLICT DO NOTHING: rowcount is the number of rows actually inserted.
             stored = cursor.rowcount
+            if stored < len(rows):
+                positions.close_gaps(cursor, before, first)
             cursor.execute(_COUNT_NEW, (before,))
             texts = cursor.execute(_NEW_TEXTS, (before,)).fetchall()
             cursor.executemany(SEARCH_ONE, [(rowid, indexed_text(value)) for rowid, value in texts])

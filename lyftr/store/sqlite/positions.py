@@ -20,3 +20,19 @@ def number_pending(cursor, limit=-1):
         [(first + i, message_id) for i, message_id in enumerate(ids)],
     )
     return len(ids)
+
+
+def close_gaps(cursor, after_rowid, first):
+    """After an insert that skipped rows (already stored, or purged), number the rows it did add
+    (rowid > ``after_rowid``, in the order written) from ``first`` on, and give the positions the
+    skipped rows had reserved back to the counter: a re-run takes no positions. Ascending, each
+    row's new position is at most its reserved one, so the unique index never sees two alike."""
+    rowids = [row[0] for row in cursor.execute(_ADDED, (after_rowid,)).fetchall()]
+    cursor.executemany(
+        "UPDATE messages SET seq = ? WHERE rowid = ?",
+        [(first + i, rowid) for i, rowid in enumerate(rowids)],
+    )
+    cursor.execute("UPDATE counters SET value = ? WHERE name = 'seq'", (first - 1 + len(rowids),))
+
+
+_ADDED = "SELECT rowid FROM messages WHERE rowid > ? ORDER BY rowid"
