@@ -4,6 +4,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+import click
 from pythonjsonlogger.json import JsonFormatter
 
 # Fields of a LogRecord that are not worth a key in every line.
@@ -30,11 +31,29 @@ class LineFormatter(JsonFormatter):
             log_record.pop(key, None)
 
 
+class ServerOrCommandHandler(logging.StreamHandler):
+    """stdout for the server (one stream of JSON lines), stderr while a command runs: a command's
+    stdout is its data (``flask export > file``), and a log line there would corrupt it. Looked up
+    at each record, so a command's replaced streams (a test's runner) are the ones written."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr if click.get_current_context(silent=True) is not None else sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass  # always looked up, never stored
+
+
 def configure(level):
-    """Send the root logger's records to stdout as JSON, once per process."""
+    """Send the root logger's records as JSON lines to stdout (stderr during a command), once per
+    process."""
     root = logging.getLogger()
     if not any(isinstance(h.formatter, LineFormatter) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = ServerOrCommandHandler()
         handler.setFormatter(LineFormatter())
         root.addHandler(handler)
     root.setLevel(level)

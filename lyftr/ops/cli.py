@@ -20,6 +20,7 @@ from flask.cli import with_appcontext
 
 from lyftr import store
 from lyftr.ops import data_commands
+from lyftr.ops.terminal import explained, plural, progress
 from lyftr.providers import signing
 
 
@@ -68,27 +69,33 @@ def send_command(url, message_id, sender, recipient, ts, text):
         "text": text,
     }
     body = json.dumps(message).encode("utf-8")
-    request = urllib.request.Request(
-        url.rstrip("/") + "/webhook",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "X-Signature": signing.sign(_secret(), body)},
-    )
+    headers = {"Content-Type": "application/json", "X-Signature": signing.sign(_secret(), body)}
     try:
+        request = urllib.request.Request(
+            url.rstrip("/") + "/webhook", data=body, method="POST", headers=headers
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             status, reply = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, reply = exc.code, exc.read()
     except urllib.error.URLError as exc:
         raise click.ClickException(f"cannot reach {url}: {exc.reason}") from exc
+    except (ValueError, OSError) as exc:  # not a URL (no http://), a reset connection, a timeout
+        raise click.ClickException(
+            f"cannot post to {url}: {exc} (--url is the server's base URL, e.g. "
+            "http://127.0.0.1:8000)"
+        ) from exc
     click.echo(f"{status} {reply.decode('utf-8', 'replace')}")
     if status != 200:
         sys.exit(1)
 
 
 def _synthetic_messages():
-    """bench/synthetic.py's generator; the repository root is on sys.path under ``flask --app wsgi``
-    run from it."""
+    """bench/synthetic.py's generator, from the checkout lyftr is installed from (``pip install
+    -e .``), whichever directory the command runs in."""
+    root = str(Path(__file__).resolve().parents[2])
+    if (Path(root) / "bench" / "synthetic.py").is_file() and root not in sys.path:
+        sys.path.append(root)
     try:
         from bench.synthetic import synthetic_messages
     except ImportError as exc:
@@ -140,25 +147,38 @@ def _synthetic_messages():
     show_default=True,
     help="Timestamps spread over this many days from 2025-01-01.",
 )
+@explained
 def seed_command(count, senders, vocabulary, seed, days):
     """Bulk-load --count synthetic messages (for benchmarks and demos).
 
-    Deterministic for a --seed, and a seed seeds once: run again, it adds nothing. The generator is
-    bench/synthetic.py, so this command runs from a checkout of the repository, not in the
-    container image.
+    Deterministic for a --seed, and a seed seeds once: run again, it adds nothing (nor does it
+    bring back messages purged since). The generator is bench/synthetic.py, so this command runs
+    from a checkout of the repository, not in the container image.
     """
     synthetic_messages = _synthetic_messages()
     started = time.perf_counter()
-    stored = store.bulk_insert(
-        synthetic_messages(count, senders=senders, vocabulary=vocabulary, seed=seed, days=days)
+    messages = synthetic_messages(
+        count, senders=senders, vocabulary=vocabulary, seed=seed, days=days
     )
+    with progress(count, "seeding") as bar:
+        stored = store.bulk_insert(_counted(messages, bar))
     elapsed = time.perf_counter() - started
     store.after_bulk_load()
     rate = count / elapsed if elapsed > 0 else 0.0
     click.echo(
-        f"seeded {stored} new messages ({count - stored} already stored) "
-        f"in {elapsed:.1f} s: {rate:,.0f} rows/s"
+        f"seeded {plural(stored, 'new message')} ({count - stored} skipped: already stored or "
+        f"purged) in {elapsed:.1f} s: {rate:,.0f} rows/s"
     )
+
+
+def _counted(messages, bar, every=1000):
+    """``messages``, moving ``bar`` on as they are read."""
+    done = 0
+    for done, message in enumerate(messages, 1):
+        yield message
+        if done % every == 0:
+            bar.update(every)
+    bar.update(done % every)
 
 
 def _name_the_migrations_directory(app):

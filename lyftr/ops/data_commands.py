@@ -1,6 +1,7 @@
 """Operator commands for the data's lifecycle: ``flask --app wsgi purge|backup|export|import``."""
 
 import json
+import os
 import sys
 import time
 
@@ -11,10 +12,25 @@ from marshmallow import ValidationError
 from lyftr import store, timestamps
 from lyftr.api import schemas
 from lyftr.api.messages import record_item
-from lyftr.api.schemas import parse_instant
+from lyftr.ops.terminal import explained, plural, progress, require_database
 
 # Messages validated and stored per transaction by `import`.
 IMPORT_BATCH = 10_000
+
+
+DATE_HELP = (
+    "a date (2026-01-01) or date-time (2026-01-01T00:00:00Z, +05:30 offsets, no zone: UTC), "
+    "as the API's since= takes"
+)
+
+
+def _instant(value, option):
+    """A date option as created_at is written (UTC, microseconds, 'Z'), as since= reads it."""
+    key = timestamps.query_ts_key(value)
+    if key is None:
+        raise click.BadParameter(f"{value!r} is not {DATE_HELP}", param_hint=option)
+    seconds, fraction = key.split(".")
+    return f"{seconds}.{(fraction + '000000')[:6]}Z"
 
 
 @click.command("purge", short_help="Delete messages that arrived before a date.")
@@ -22,44 +38,52 @@ IMPORT_BATCH = 10_000
 @click.option(
     "--before",
     required=True,
-    help="ISO-8601 instant with a zone, e.g. 2026-01-01T00:00:00Z: messages that arrived "
-    "(received_at) before it are deleted.",
+    help=f"Messages that arrived (received_at) before this are deleted: {DATE_HELP}.",
 )
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@explained
 def purge_command(before, dry_run):
     """Delete the messages that arrived before --before, as RETENTION_DAYS does automatically.
 
     Their IDs are remembered (PURGED_IDS_KEEP_DAYS) so that a provider's retry of one is answered
     as a duplicate. Runs in small transactions: the service keeps ingesting meanwhile.
     """
-    cutoff = parse_instant(before)
-    if cutoff is None:
-        raise click.BadParameter(
-            "an ISO-8601 date-time with a zone ('Z' or +hh:mm)", param_hint="--before"
-        )
+    cutoff = _instant(before, "--before")
+    require_database()
+    count = store.purge(cutoff, dry_run=True)
     if dry_run:
-        click.echo(
-            f"would purge {store.purge(cutoff, dry_run=True)} messages received before {cutoff}"
-        )
+        click.echo(f"would purge {plural(count, 'message')} received before {cutoff}")
         return
     with store.exclusive_purge() as ours:
         if not ours:
             raise click.ClickException(
                 "another purge is running (a worker's retention?): try again"
             )
-        purged = store.purge(cutoff)
-    click.echo(f"purged {purged} messages received before {cutoff}")
+        with progress(count, "purging") as bar:
+            purged = store.purge(cutoff, progress=bar.update)
+    click.echo(f"purged {plural(purged, 'message')} received before {cutoff}")
 
 
 @click.command("backup", short_help="Snapshot the SQLite database to a file, live.")
 @with_appcontext
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@explained
 def backup_command(path):
     """Write a consistent snapshot of the SQLite database to PATH while the service runs.
 
     Restore: stop the service, replace the database file with PATH (and remove any -wal and -shm
     files beside it), start the service. On PostgreSQL this says how to use pg_dump instead.
     """
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path):
+        raise click.ClickException(
+            f"{path} exists: give a new file name (a backup never overwrites one)"
+        )
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"there is no folder {folder}: create it (mkdir -p {folder})")
+    if not os.access(folder, os.W_OK):
+        raise click.ClickException(f"cannot write in {folder}: choose a folder you can write to")
+    require_database()
     started = time.perf_counter()
     try:
         store.backup(path)
@@ -70,61 +94,83 @@ def backup_command(path):
 
 @click.command("export", short_help="Write every message as NDJSON to stdout.")
 @with_appcontext
-@click.option("--since", default=None, help="Only messages with ts >= this ISO-8601 date(-time).")
+@click.option("--since", default=None, help=f"Only messages with ts at or after this: {DATE_HELP}.")
 @click.option("--from", "sender", default=None, help="Only this sender's messages.")
+@explained
 def export_command(since, sender):
     """Write every message as one JSON object per line (NDJSON) to stdout, in arrival order.
 
     Each line is the full record of GET /messages/<message_id>; `flask import` reads it back.
+    Only the records go to stdout (logs and the progress bar go to stderr). A database that does
+    not exist is an error, not an empty export.
     """
     since_key = None
     if since is not None:
         since_key = timestamps.query_ts_key(since)
         if since_key is None:
-            raise click.BadParameter("an ISO-8601 date or date-time", param_hint="--since")
+            raise click.BadParameter(f"{since!r} is not {DATE_HELP}", param_hint="--since")
+    require_database()
     out = sys.stdout
-    for record in store.export(from_msisdn=sender, since_key=since_key):
-        out.write(json.dumps(record_item(record), ensure_ascii=False) + "\n")
+    # The total is the bar's end; a filtered export ends before it.
+    with progress(store.stats().total, "exporting") as bar:
+        for record in store.export(from_msisdn=sender, since_key=since_key):
+            out.write(json.dumps(record_item(record), ensure_ascii=False) + "\n")
+            bar.update(1)
 
 
 @click.command("import", short_help="Store the messages of an NDJSON file.")
 @with_appcontext
 @click.argument("file", type=click.File("r", encoding="utf-8"))
+@explained
 def import_command(file):
     """Store the messages of an NDJSON FILE ('-': stdin), each line validated as /webhook would.
 
     Lines written by `flask export` keep their provider, type, raw payload and arrival time. A
-    message already stored (or imported before) is skipped: a re-run adds nothing. Bad lines are
-    reported by number on stderr and the good ones are stored; the exit status is 1 if any was bad.
+    message already stored (or imported before), or purged and still remembered, is skipped: a
+    re-run adds nothing. Bad lines are reported by number on stderr and the good ones are stored;
+    the exit status is 1 if any was bad.
     """
     schema = schemas.ImportedMessageSchema()
     started, stored, read, bad = time.perf_counter(), 0, 0, 0
     batch = []
-    for number, line in enumerate(file, 1):
-        if not line.strip():
-            continue
-        read += 1
-        try:
-            batch.append(schema.load(json.loads(line)))
-        except (ValueError, ValidationError) as exc:
-            bad += 1
-            reason = exc.messages if isinstance(exc, ValidationError) else "not JSON"
-            click.echo(f"line {number}: {json.dumps(reason, ensure_ascii=False)}", err=True)
-            continue
-        if len(batch) >= IMPORT_BATCH:
+    size = _size(file)
+    with progress(size or 0, "importing") as bar:
+        for number, line in enumerate(file, 1):
+            if size:
+                bar.update(len(line.encode("utf-8")))
+            if not line.strip():
+                continue
+            read += 1
+            try:
+                batch.append(schema.load(json.loads(line)))
+            except (ValueError, ValidationError) as exc:
+                bad += 1
+                reason = exc.messages if isinstance(exc, ValidationError) else "not JSON"
+                click.echo(f"line {number}: {json.dumps(reason, ensure_ascii=False)}", err=True)
+                continue
+            if len(batch) >= IMPORT_BATCH:
+                stored += store.bulk_insert(batch)
+                batch = []
+        if batch:
             stored += store.bulk_insert(batch)
-            batch = []
-    if batch:
-        stored += store.bulk_insert(batch)
     store.after_bulk_load()
     elapsed = time.perf_counter() - started
-    good = read - bad
+    skipped = read - bad - stored
     click.echo(
-        f"imported {stored} new messages ({good - stored} already stored, {bad} bad lines) "
-        f"in {elapsed:.1f} s: {read / elapsed if elapsed else 0:,.0f} lines/s"
+        f"imported {plural(stored, 'new message')} ({skipped} skipped: already stored "
+        f"or purged; {plural(bad, 'bad line')}) in {elapsed:.1f} s: "
+        f"{read / elapsed if elapsed else 0:,.0f} lines/s"
     )
     if bad:
         sys.exit(1)
+
+
+def _size(file):
+    """The size of a regular file in bytes (the import's progress), or None (stdin, a pipe)."""
+    try:
+        return os.fstat(file.fileno()).st_size if os.path.isfile(file.name) else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 COMMANDS = (purge_command, backup_command, export_command, import_command)

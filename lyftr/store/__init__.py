@@ -108,17 +108,20 @@ PURGE_BATCH = 500
 PURGE_PAUSE_S = 0.02
 
 
-def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep):
+def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep, progress=None):
     """Delete every message that arrived before ``before`` (an ISO-8601 UTC instant, as
     created_at is written), in small transactions; return how many (or, dry, would be).
 
     Their IDs are remembered (purged_ids) so that a retried delivery is a duplicate; those
-    remembered since before ``forget_before`` are forgotten."""
+    remembered since before ``forget_before`` are forgotten. ``progress`` is told each batch's
+    count."""
     if dry_run:
         return _call(backend().count_purgeable, before)
     purged, purged_at = 0, now_iso()
     while batch := _call(backend().purge, before, PURGE_BATCH, purged_at):
         purged += batch
+        if progress is not None:
+            progress(batch)
         sleep(PURGE_PAUSE_S)
     if forget_before is not None:
         _call(backend().forget_purged, forget_before)

@@ -29,7 +29,9 @@ def test_export_and_import_round_trip(app, make_app, client, send, tmp_path):
     assert imported.exit_code == 0, imported.output
     assert "imported 4 new messages" in imported.output
     again = target.test_cli_runner().invoke(args=["import", str(path)])
-    assert "imported 0 new messages (4 already stored" in again.output
+    assert (
+        "imported 0 new messages (4 skipped: already stored or purged; 0 bad lines)" in again.output
+    )
 
     copy = target.test_client()
     for query in ("", "?q=wörld", "?q=nul", "?from=%2B222", "?limit=2"):
@@ -55,7 +57,10 @@ def test_import_reports_bad_lines_and_stores_the_good(app, client, tmp_path):
     assert (
         "line 2:" in result.output and "line 3:" in result.output and "line 5" not in result.output
     )
-    assert "imported 2 new messages (0 already stored, 2 bad lines)" in result.output
+    assert (
+        "imported 2 new messages (0 skipped: already stored or purged; 2 bad lines)"
+        in result.output
+    )
     assert stored_total(client) == 2
 
 

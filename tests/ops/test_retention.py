@@ -61,8 +61,8 @@ def test_purge_keeps_what_arrived_after_the_instant(runner, client, send):
     assert stored_total(client) == 1
 
 
-@pytest.mark.parametrize("before", ["yesterday", "2025-01-01T00:00:00", ""])
-def test_purge_needs_an_instant_with_a_zone(runner, before):
+@pytest.mark.parametrize("before", ["yesterday", "2025-13-01", ""])
+def test_purge_needs_a_date(runner, before):
     result = runner.invoke(args=["purge", "--before", before])
     assert result.exit_code != 0
     assert "--before" in result.output

@@ -261,7 +261,7 @@ def test_seed_command(app, client):
         args=["seed", "--count", "2000", "--senders", "50", "--vocabulary", "300", "--seed", "4"]
     )
     assert again.exit_code == 0, again.output
-    assert "seeded 0 new messages (2000 already stored)" in again.output
+    assert "seeded 0 new messages (2000 skipped: already stored or purged)" in again.output
     assert client.get("/stats").get_json() == stats
 
 
