@@ -1,4 +1,4 @@
-# lyftr: `make run` serves on http://127.0.0.1:8000, `make test` runs the linters and every test.
+# lyftr: `make run` serves on http://127.0.0.1:8000 (the console: /ui), `make test` runs the linters and every test.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint test-unit test-e2e bench up down logs evaluate clean
+.PHONY: run run-demo test lint test-unit test-e2e bench up down logs evaluate clean
 
 $(BIN)/python:
 	@echo "lyftr: creating the virtualenv $(VENV) with $(PYTHON)" >&2
@@ -27,6 +27,10 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/pyth
 
 run: $(RUN_STAMP)
 	@./scripts/run.sh
+
+# As `run`, with every provider on: development secrets from scripts/demo.env (loopback only).
+run-demo: $(RUN_STAMP)
+	@./scripts/run.sh --demo
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .

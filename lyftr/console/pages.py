@@ -24,6 +24,8 @@ CHART_CURRENT_TTL_S = 10
 
 def init_app(app):
     app.extensions["lyftr.console"] = {"hours": {}}
+    # A person who opens the server's address lands on the console; the API has no "/".
+    app.add_url_rule("/", "root", lambda: redirect(url_for("console.index")))
 
 
 def _text_arg(name):

@@ -81,7 +81,9 @@ RECEIVE_OPERATION = {
             example=EMPTY_TWIML,
         ),
         "401": json_response(
-            ErrorSchema, "X-Twilio-Signature missing or wrong: 'invalid signature'."
+            ErrorSchema,
+            "X-Twilio-Signature missing or wrong: 'invalid signature (checked against URL)', "
+            "URL being PUBLIC_BASE_URL (or the URL the request arrived at) + the path and query.",
         ),
         "413": json_response(ErrorSchema, f"Body larger than {MAX_BODY_BYTES} bytes."),
         "422": json_response(
@@ -100,13 +102,16 @@ def receive_message():
     token = current_app.config["TWILIO_AUTH_TOKEN"]
     if not token:
         _outcome("not_configured")
-        return unavailable("Twilio auth token not configured")
+        return unavailable("Twilio auth token not configured: set TWILIO_AUTH_TOKEN")
     form = request.form
+    signed_url = _signed_url()
     if not signing.verify_twilio(
-        token, _signed_url(), form, request.headers.get("X-Twilio-Signature")
+        token, signed_url, form, request.headers.get("X-Twilio-Signature")
     ):
         _outcome("invalid_signature")
-        return error_response(401, "invalid signature")
+        # The URL is the usual culprit (a proxy, PUBLIC_BASE_URL unset or not the one in Twilio):
+        # say which one was checked.
+        return error_response(401, f"invalid signature (checked against {signed_url})")
 
     detail = [
         {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": None}

@@ -109,7 +109,7 @@ def verify_subscription():
     token = current_app.config["WHATSAPP_VERIFY_TOKEN"]
     if not token:
         _outcome("not_configured")
-        return unavailable("WhatsApp verify token not configured")
+        return unavailable("WhatsApp verify token not configured: set WHATSAPP_VERIFY_TOKEN")
     given = request.args.get("hub.verify_token", "")
     matches = hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8"))
     if request.args.get("hub.mode") != "subscribe" or not matches:
@@ -179,7 +179,7 @@ def receive_notification():
     }
     if not secrets["current"]:
         _outcome("not_configured")
-        return unavailable("WhatsApp app secret not configured")
+        return unavailable("WhatsApp app secret not configured: set WHATSAPP_APP_SECRET")
     key = signing.verify(secrets, body, request.headers.get("X-Hub-Signature-256"))
     if key is None:
         _outcome("invalid_signature")

@@ -321,3 +321,10 @@ def test_stylesheet_is_served_before_login(make_app):
     assert client.get("/ui").status_code == 302  # the pages ask for the login
     with client.get("/ui/static/console.css") as stylesheet:  # the login page needs its style
         assert stylesheet.status_code == 200 and stylesheet.mimetype == "text/css"
+
+
+def test_the_root_leads_to_the_console(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/ui"
+    assert client.get("/", follow_redirects=True).status_code == 200
