@@ -9,6 +9,8 @@ from flask import current_app, redirect, render_template, request, url_for
 from lyftr import metrics, store, timestamps
 from lyftr.api.health import readiness_checks
 from lyftr.api.messages import decode_cursor, encode_cursor
+from lyftr.api.schemas import MessagesQuerySchema
+from lyftr.console import display
 from lyftr.console.blueprint import bp
 from lyftr.store.folding import storable
 
@@ -28,6 +30,9 @@ def init_app(app):
     app.add_url_rule("/", "root", lambda: redirect(url_for("console.index")))
 
 
+bp.context_processor(display.template_helpers)
+
+
 def _text_arg(name):
     value = request.args.get(name, "")
     if name == "from" and value.startswith(" "):  # an unencoded '+' in a URL reads as a space
@@ -43,19 +48,40 @@ def _cursor_arg():
     return position, None if position is not None else "This page link is not valid any more."
 
 
+def _filter_problem(q, sender, since):
+    """What is wrong with the filters, in the API's words (its 422 for the same values), with a
+    suggestion where one is obvious; or None."""
+    if not all(storable(v, nul=True) for v in (q, sender) if v is not None):
+        return "The search or the sender holds characters no message can."
+    problems = MessagesQuerySchema().validate({"from": sender, "since": since})
+    if "from" in problems:
+        hint = f" Did you mean +{sender}?" if sender.isascii() and sender.isdigit() else ""
+        return f"From: {problems['from'][0]}.{hint}"
+    if "since" in problems:
+        return f"Received since: {problems['since'][0]}, e.g. 2025-01-15 or 2025-01-15T10:00:00Z."
+    return None
+
+
+def _matching(q, sender, since):
+    """How many messages the filters match (None where counting is not cheap: a since filter
+    is on arrival time, which /messages does not count)."""
+    if since:
+        return None
+    if not q and not sender:
+        return store.stats().total
+    return store.list_messages(limit=1, offset=0, from_msisdn=sender, q=q).total
+
+
 @bp.get("")
 def index():
     """The latest arrivals, newest first."""
     q, sender, since = _text_arg("q"), _text_arg("from"), _text_arg("since")
     before, error = _cursor_arg()
-    since_key = timestamps.query_ts_key(since) if since else None
-    if since and since_key is None:
-        error = "since: an ISO-8601 date or date-time, e.g. 2025-01-15 or 2025-01-15T10:00:00Z."
-    if not all(storable(v, nul=True) for v in (q, sender) if v is not None):
-        error = "The search or the sender holds characters no message can."
+    error = _filter_problem(q, sender, since) or error
     filters = {"q": q or "", "from": sender or "", "since": since or ""}
     if error:
         return render_template("console/index.html", filters=filters, rows=[], error=error), 400
+    since_key = timestamps.query_ts_key(since) if since else None
     rows, last = store.list_arrivals(
         limit=PAGE_SIZE, from_msisdn=sender, received_since=since_key, q=q, before=before
     )
@@ -68,6 +94,7 @@ def index():
         "console/index.html",
         filters=filters,
         rows=rows,
+        matching=_matching(q, sender, since),
         older=older,
         newest=newest if before is not None else None,
     )
@@ -92,29 +119,43 @@ def message(message_id):
 
 @bp.get("/senders/<path:sender>")
 def conversation(sender):
-    """One sender's messages in chronological order, like a conversation."""
-    after, error = _cursor_arg()
+    """One sender's messages in ts order, like a chat: the latest page first, newest at the
+    bottom; ``page`` 2, 3, ... go back in time."""
     if not storable(sender):
         return render_template("console/not_found.html", what="sender", name=sender), 404
-    if error:
+    page_number = request.args.get("page", "1")
+    if not (page_number.isascii() and page_number.isdigit() and 0 < int(page_number) < 10**9):
         return render_template(
-            "console/conversation.html", sender=sender, rows=[], total=0, error=error
+            "console/conversation.html",
+            sender=sender,
+            rows=[],
+            total=0,
+            error="This page link is not valid any more.",
         ), 400
-    page = store.list_messages(limit=PAGE_SIZE, offset=0, from_msisdn=sender, after=after)
-    if page.total == 0:
+    page_number = int(page_number)
+    total = store.list_messages(limit=1, offset=0, from_msisdn=sender).total
+    if total == 0:
         return render_template("console/not_found.html", what="sender", name=sender), 404
-    later = None
-    if page.has_more:
-        cursor = encode_cursor(page.rows[-1].ts_key, page.rows[-1].message_id)
-        later = url_for("console.conversation", sender=sender, cursor=cursor)
-    first = url_for("console.conversation", sender=sender) if after is not None else None
+    # Offset paging from the end: the latest page is whole, the earliest holds the rest.
+    end = total - (page_number - 1) * PAGE_SIZE
+    start = max(0, end - PAGE_SIZE)
+    rows = []
+    if end > 0:
+        rows = store.list_messages(limit=end - start, offset=start, from_msisdn=sender).rows
+    earlier = later = None
+    if start > 0:
+        earlier = url_for("console.conversation", sender=sender, page=page_number + 1)
+    if page_number > 1:
+        later = url_for("console.conversation", sender=sender, page=page_number - 1)
+        if page_number == 2:
+            later = url_for("console.conversation", sender=sender, _anchor="latest")
     return render_template(
         "console/conversation.html",
         sender=sender,
-        rows=page.rows,
-        total=page.total,
+        rows=rows,
+        total=total,
+        earlier=earlier,
         later=later,
-        first=first,
     )
 
 

@@ -4,6 +4,7 @@ them, on both backends."""
 import html
 import re
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from urllib.parse import quote, unquote
 
 import pytest
@@ -138,13 +139,22 @@ def test_a_sender_reads_as_a_conversation_in_ts_order(client, send):
     assert "2 messages" in body and body.index("2025-01-15") < body.index("2025-01-16")
 
 
-def test_a_conversation_pages(client, send):
+def test_a_conversation_opens_at_the_latest_messages_newest_at_the_bottom(client, send):
     ids = send_many(send, 60)
     response = client.get("/ui/senders/%2B919876543210")
-    later = re.findall(r'<a href="([^"]*)" rel="next">', response.get_data(as_text=True))
-    second = client.get(html.unescape(later[0]))
-    assert message_ids(response) + message_ids(second) == ids
-    assert 'rel="next"' not in second.get_data(as_text=True)
+    body = response.get_data(as_text=True)
+    assert message_ids(response) == ids[10:]  # the latest 50, oldest of them at the top
+    assert re.search(r'id="latest">\s*<p class="text">[^<]*</p>\s*<p class="meta">', body)
+    assert body.rindex('id="latest"') > body.rindex("/ui/messages/m058")
+    assert 'rel="next"' not in body
+    earlier = re.findall(r'<a href="([^"]*)" rel="prev">', body)
+    first_page = client.get(html.unescape(earlier[0]))
+    assert message_ids(first_page) == ids[:10]
+    back = re.findall(r'<a href="([^"]*)" rel="next">', first_page.get_data(as_text=True))
+    assert html.unescape(back[0]) == "/ui/senders/+919876543210#latest"
+    assert 'rel="prev"' not in first_page.get_data(as_text=True)
+    assert client.get("/ui/senders/%2B919876543210?page=0").status_code == 400
+    assert client.get("/ui/senders/%2B919876543210?page=9").status_code == 200
 
 
 def test_overview(client, send):
@@ -152,7 +162,7 @@ def test_overview(client, send):
     send(message_id="x", **{"from": "+1"})
     body = client.get("/ui/overview").get_data(as_text=True)
     assert ">4</span> messages" in body and ">2</span> senders" in body
-    assert body.index("/ui/senders/+919876543210") < body.index('/ui/senders/+1"')
+    assert body.index("/ui/senders/+919876543210#") < body.index('/ui/senders/+1#latest"')
     assert len(re.findall(r'<rect class="bar"', body)) == 1  # all arrived this hour
     assert re.search(r"<title>\d{4}-\d\d-\d\dT\d\d:00 UTC: 4</title>", body)
     assert "webhook_secret" in body and "ready" in body
@@ -328,3 +338,74 @@ def test_the_root_leads_to_the_console(client):
     assert response.status_code == 302
     assert response.headers["Location"] == "/ui"
     assert client.get("/", follow_redirects=True).status_code == 200
+
+
+def test_a_search_says_how_many_match_and_marks_the_term(client, send):
+    send(message_id="a", text="Your ORDER <shipped>", **{"from": "+111"})
+    send(message_id="b", text="order again\nsecond line", **{"from": "+222"})
+    send(message_id="c", text="hello", **{"from": "+111"})
+    body = client.get("/ui?q=order").get_data(as_text=True)
+    assert "<h1>Messages with “order”</h1>" in body
+    assert "2 messages match." in body
+    assert "Your <mark>ORDER</mark> &lt;shipped&gt;" in body
+    assert "<mark>order</mark> again\nsecond line" in body  # its newline kept (pre-line)
+    assert "1 message matches." in client.get("/ui?q=order&from=%2B111").get_data(as_text=True)
+    assert "3 messages." in client.get("/ui").get_data(as_text=True)
+    marked = client.get("/ui", query_string={"q": "<s"}).get_data(as_text=True)
+    assert "<mark>&lt;s</mark>hipped&gt;" in marked
+
+
+def test_times_read_relative_with_the_exact_instant_on_hover(client, send):
+    send(message_id="a", ts="2025-01-15T10:00:00Z")
+    body = client.get("/ui").get_data(as_text=True)
+    assert re.search(r'<time datetime="[0-9T:.-]+Z" title="[0-9 :-]+ UTC">just now</time>', body)
+    record = client.get("/ui/messages/a").get_data(as_text=True)
+    assert 'title="2025-01-15 10:00:00 UTC">15 Jan 2025</time>' in record
+    conversation = client.get("/ui/senders/%2B919876543210").get_data(as_text=True)
+    assert ">15 Jan 2025</time>" in conversation
+
+
+@pytest.mark.parametrize(
+    ("query", "explained"),
+    [
+        ({"from": "919876543210"}, "From: Value should be '+' followed by 1 to 15 digits"),
+        ({"from": "919876543210"}, "Did you mean +919876543210?"),
+        ({"since": "yesterday"}, "Received since: Value should be an ISO-8601 date or date-time"),
+    ],
+)
+def test_a_bad_filter_is_explained_as_the_api_does(client, send, query, explained):
+    send()
+    response = client.get("/ui", query_string=query)
+    assert response.status_code == 400
+    assert explained in html.unescape(response.get_data(as_text=True))
+    assert message_ids(response) == []
+
+
+def test_new_record_fields_show_when_present(app, client, send, monkeypatch):
+    send(message_id="m1", text="line one\nline two")
+    with app.app_context():
+        record = store.get_message("m1")._asdict()
+    record |= {
+        "sender_name": "Asha <K>",
+        "reply_to": "m0",
+        "edited_at": "2025-01-15T10:05:00Z",
+        "media": [{"url": "javascript:alert(1)", "mime_type": "image/png", "caption": "cat"}],
+        "location": {"latitude": 12.9, "longitude": 77.6, "name": "Office", "address": None},
+        "reactions": [{"from": "+14155550100", "emoji": "👍", "ts": "2025-01-15T10:06:00Z"}],
+    }
+    # The record's shape (a row with more attributes) once the new fields are stored.
+    monkeypatch.setattr(store, "get_message", lambda message_id: SimpleNamespace(**record))
+    body = client.get("/ui/messages/m1").get_data(as_text=True)
+    for expected in ("(Asha &lt;K&gt;)", "/ui/messages/m0", "Edited", "cat", "Office", "👍"):
+        assert expected in body, expected
+    assert "line one\nline two" in body
+    assert "javascript:" not in body  # only http(s) media links
+    record["revoked_at"] = "2025-01-15T11:00:00Z"
+    assert "Deleted by the sender" in client.get("/ui/messages/m1").get_data(as_text=True)
+
+
+def test_without_the_new_fields_the_record_page_shows_none_of_them(client, send):
+    send(message_id="m1")
+    body = client.get("/ui/messages/m1").get_data(as_text=True)
+    for absent in ("In reply to", "Edited", "Media", "Location", "Reactions", "Deleted"):
+        assert absent not in body
