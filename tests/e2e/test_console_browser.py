@@ -2,9 +2,14 @@
 server. Every test fails on any browser console error or uncaught page error (a script, a style
 or an image the Content-Security-Policy refused included).
 
-With LYFTR_SCREENSHOTS=1 the tests also write docs/screenshots/*.png (one per page).
+With LYFTR_SCREENSHOTS=1 the tests also write docs/screenshots/*.png (one per page). The layout is
+guarded twice: DOM assertions (no sideways scrolling at 390 px, the conversation opened at its
+latest message, keyboard focus), and screenshots compared with the committed ones in
+tests/e2e/screenshots/ within a tolerance (LYFTR_UPDATE_SCREENSHOTS=1 rewrites them after an
+intended change; review the images before committing them).
 """
 
+import base64
 import os
 import re
 from pathlib import Path
@@ -25,6 +30,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+REFERENCES = Path(__file__).parent / "screenshots"
+PHONE = {"width": 390, "height": 844}
+# A pixel differs when a channel is off by more than PIXEL_THRESHOLD (anti-aliasing, font hinting
+# move a few); a screenshot matches when at most MAX_DIFFERENT of its pixels differ.
+PIXEL_THRESHOLD = 48
+MAX_DIFFERENT = 0.005
 TOKEN = "browser-t0ken"
 ALICE, BOB = "+919876543210", "+14155550123"
 
@@ -47,7 +58,16 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield from _page(browser, {"width": 1280, "height": 900})
+
+
+@pytest.fixture
+def phone(browser):
+    yield from _page(browser, PHONE)
+
+
+def _page(browser, viewport):
+    context = browser.new_context(viewport=viewport)
     page = context.new_page()
     page.set_default_timeout(10_000)
     problems = []
@@ -121,7 +141,7 @@ def test_search_page_open_a_message_and_follow_its_sender(server, page):
     page.get_by_label("Search").fill("order #1042")
     page.get_by_role("button", name="Filter").click()
     assert rows.count() == 1
-    rows.first.locator("td.when a").click()
+    rows.first.locator("td.text a").click()
     page.wait_for_url(re.compile(r"/ui/messages/chat-0$"))
     record = page.locator("dl.record").inner_text()
     assert "webhook" in record and "2025-01-15T09:58:00Z" in record
@@ -182,3 +202,124 @@ def test_screenshots_are_committed():
     """The README shows one of them; they are remade with LYFTR_SCREENSHOTS=1."""
     for name in ("messages", "message", "conversation", "overview", "login"):
         assert Path(SCREENSHOTS / f"{name}.png").is_file(), name
+
+
+# --- layout ---------------------------------------------------------------------------------------
+
+
+def no_sideways_scroll(page):
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"], f"{page.url}: {width} px wide"
+
+
+def difference(page, actual, expected):
+    """The fraction of pixels that differ between two PNGs, measured by the browser itself (a
+    canvas on a blank page: no image library needed)."""
+    blank = page.context.new_page()
+    try:
+        return blank.evaluate(
+            """async ([a, b, threshold]) => {
+                const load = (data) => new Promise((ok, fail) => {
+                    const image = new Image();
+                    image.onload = () => ok(image);
+                    image.onerror = fail;
+                    image.src = "data:image/png;base64," + data;
+                });
+                const [x, y] = await Promise.all([load(a), load(b)]);
+                if (x.width !== y.width || x.height !== y.height) return 1;
+                const pixels = (image) => {
+                    const canvas = document.createElement("canvas");
+                    canvas.width = image.width;
+                    canvas.height = image.height;
+                    const context = canvas.getContext("2d");
+                    context.drawImage(image, 0, 0);
+                    return context.getImageData(0, 0, image.width, image.height).data;
+                };
+                const p = pixels(x), q = pixels(y);
+                let different = 0;
+                for (let i = 0; i < p.length; i += 4) {
+                    const off = (k) => Math.abs(p[i + k] - q[i + k]) > threshold;
+                    if (off(0) || off(1) || off(2)) different++;
+                }
+                return different / (p.length / 4);
+            }""",
+            [
+                base64.b64encode(actual).decode(),
+                base64.b64encode(expected).decode(),
+                PIXEL_THRESHOLD,
+            ],
+        )
+    finally:
+        blank.close()
+
+
+def matches_reference(page, name):
+    """The page looks as the committed screenshot does (times masked: they move)."""
+    actual = page.screenshot(mask=[page.locator("time")], animations="disabled")
+    reference = REFERENCES / f"{name}.png"
+    if os.environ.get("LYFTR_UPDATE_SCREENSHOTS") or not reference.exists():
+        REFERENCES.mkdir(exist_ok=True)
+        reference.write_bytes(actual)
+        if not os.environ.get("LYFTR_UPDATE_SCREENSHOTS"):
+            pytest.fail(f"{reference} was missing: written now, review and commit it")
+        return
+    different = difference(page, actual, reference.read_bytes())
+    if different > MAX_DIFFERENT:
+        (REFERENCES / f"{name}.actual.png").write_bytes(actual)
+        pytest.fail(
+            f"{name}: {different:.1%} of the pixels differ from {reference} (see "
+            f"{name}.actual.png beside it; LYFTR_UPDATE_SCREENSHOTS=1 accepts an intended change)"
+        )
+
+
+def test_a_phone_reads_every_page_without_sideways_scrolling(server, phone):
+    fill_with_messages(server)
+    base = f"http://127.0.0.1:{server.port}"
+    for path in ("/ui", "/ui?q=parcel", "/ui/messages/chat-4", "/ui/overview"):
+        phone.goto(base + path)
+        no_sideways_scroll(phone)
+
+    phone.goto(f"{base}/ui")
+    card = phone.locator("table.messages tbody tr").first
+    box = card.bounding_box()
+    assert box["width"] <= PHONE["width"] and box["height"] < 200  # a card, not a squeezed row
+    matches_reference(phone, "phone-messages")
+
+    # A conversation opens at its latest message, newest at the bottom, as a chat app does.
+    phone.get_by_role("link", name=ALICE).first.click()
+    phone.wait_for_url(re.compile(r"/ui/senders/.*#latest$"))
+    no_sideways_scroll(phone)
+    bubbles = phone.locator(".conversation .bubble")
+    latest = bubbles.last.bounding_box()
+    assert "Got it, thank you!" in bubbles.last.inner_text()
+    assert latest["y"] > bubbles.first.bounding_box()["y"]
+    assert latest["y"] >= 0 and latest["y"] + latest["height"] <= PHONE["height"]
+    matches_reference(phone, "phone-conversation")
+
+
+def test_messages_page_looks_as_committed(server, page):
+    fill_with_messages(server)
+    page.goto(f"http://127.0.0.1:{server.port}/ui?q=order")
+    assert page.locator("mark").first.inner_text().casefold() == "order"
+    assert "1 message matches" in page.locator("p.summary").inner_text()
+    matches_reference(page, "messages-search")
+
+
+def test_the_keyboard_reaches_the_content_first(server, page):
+    server.post_webhook(message("k1", text="line one\nline two"))
+    page.goto(f"http://127.0.0.1:{server.port}/ui")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to the content")
+    assert skip.evaluate("element => element === document.activeElement")
+    assert skip.bounding_box()["y"] >= 0  # shown while focused
+    outline = skip.evaluate("element => getComputedStyle(element).outlineStyle")
+    assert outline != "none"
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"#main$"))
+    # Texts keep their newlines; links are underlined.
+    page.goto(f"http://127.0.0.1:{server.port}/ui/messages/k1")
+    assert page.locator("dd.text").inner_text() == "line one\nline two"
+    decoration = page.locator("main a").first.evaluate(
+        "element => getComputedStyle(element).textDecorationLine"
+    )
+    assert decoration == "underline"
