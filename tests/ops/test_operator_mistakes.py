@@ -136,3 +136,37 @@ def test_purge_of_a_missing_database_creates_nothing(tmp_path):
     result = lyftr("purge", "--before", "2020-01-01", database_url=f"sqlite:///{tmp_path}/x.db")
     one_line_error(result, "there is no database")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_progress_bar_only_on_a_terminal_and_only_on_stderr(tmp_path):
+    import pty
+
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/app.db", "COLUMNS": "100"}
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-m", "lyftr", "seed", "--count", "3000"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+        ) as process:
+            os.close(terminal)
+            drawn = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # the process closed the terminal
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+            stdout = process.stdout.read()
+    finally:
+        os.close(controller)
+    assert process.returncode == 0
+    assert b"seeding" in drawn and b"3000/3000" in drawn
+    assert stdout.startswith("seeded 3000 new messages") and "seeding" not in stdout
+    # Without a terminal: no bar at all.
+    piped = lyftr("seed", "--count", "10", "--seed", "1", database_url=env["DATABASE_URL"])
+    assert "seeding" not in piped.stderr
