@@ -3,21 +3,16 @@
 ``flask --app wsgi ...`` has the same commands, beside Flask's run, shell and routes.
 """
 
-import click
 from flask.cli import FlaskGroup
-from sqlalchemy.exc import ArgumentError
 
 from lyftr import create_app, logs
 from lyftr.ops.cli import serve_command
+from lyftr.ops.terminal import settings_explained
 
 
 def _create_app():
-    try:
+    with settings_explained():
         app = create_app()
-    except ValueError as exc:  # a setting the factory refuses (DATABASE_URL, API_TOKEN alone)
-        raise click.ClickException(str(exc)) from exc
-    except ArgumentError as exc:  # not a URL at all
-        raise click.ClickException(f"DATABASE_URL: {exc}") from exc
     logs.configure(app.config["LOG_LEVEL"])
     return app
 

@@ -14,7 +14,7 @@ import click
 from flask import current_app
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import ArgumentError, DatabaseError
 
 from lyftr import config
 from lyftr.extensions import db
@@ -48,6 +48,20 @@ def explained(command):
             ) from exc
 
     return run
+
+
+@contextlib.contextmanager
+def settings_explained():
+    """Around building the app for a command: a setting the factory refuses (DATABASE_URL,
+    API_TOKEN without SECRET_KEY) is one line. Outside a command (Gunicorn) the error is left as
+    it is, for the server's own report."""
+    try:
+        yield
+    except (ValueError, ArgumentError) as exc:
+        if click.get_current_context(silent=True) is None:
+            raise
+        message = str(exc) if isinstance(exc, ValueError) else f"DATABASE_URL: {exc}"
+        raise click.ClickException(message) from exc
 
 
 def require_database():

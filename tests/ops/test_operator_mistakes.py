@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import SECRET, sample_message
@@ -66,6 +67,19 @@ def test_export_of_a_missing_sqlite_database_creates_nothing(tmp_path):
 )
 def test_a_wrong_database_url_is_one_line(url, phrase):
     one_line_error(lyftr("export", database_url=url), phrase)
+
+
+def test_a_wrong_database_url_is_one_line_under_flask_too():
+    env = {**os.environ, "DATABASE_URL": "mysql://db/lyftr"}
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "export"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    one_line_error(result, "mysql is not supported")
 
 
 def test_backup_into_a_missing_folder_or_over_a_file_is_one_line(tmp_path):
