@@ -409,3 +409,20 @@ def test_without_the_new_fields_the_record_page_shows_none_of_them(client, send)
     body = client.get("/ui/messages/m1").get_data(as_text=True)
     for absent in ("In reply to", "Edited", "Media", "Location", "Reactions", "Deleted"):
         assert absent not in body
+
+
+def test_the_charts_last_day_label_has_room(client, monkeypatch):
+    from lyftr.console import pages
+
+    # The worst case: the newest hour is a midnight, so its day's label is the last bar's.
+    start = datetime(2025, 1, 8, 1, tzinfo=UTC)
+    hours = [((start + timedelta(hours=i)).strftime("%Y-%m-%dT%H"), 1) for i in range(168)]
+    assert hours[-1][0].endswith("T00")
+    monkeypatch.setattr(pages, "_arrivals_per_hour", lambda: hours)
+    body = client.get("/ui/overview").get_data(as_text=True)
+    width = int(re.search(r'<svg class="chart"[^>]* width="(\d+)"', body)[1])
+    last_label = max(
+        int(x) for x in re.findall(r'<text class="label" x="(\d+)" y="1[0-9]{2}"', body)
+    )
+    # "01-15" in the 11 px label font is about 33 px wide.
+    assert width - last_label >= 36

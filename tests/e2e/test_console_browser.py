@@ -160,6 +160,14 @@ def test_search_page_open_a_message_and_follow_its_sender(server, page):
     page.get_by_role("link", name="Overview").click()
     page.wait_for_url(re.compile(r"/ui/overview$"))
     assert page.locator("svg.chart rect.bar").count() >= 1
+    # Every axis label inside the chart: the last day's is not cut off at the right edge.
+    overflow = page.evaluate(
+        """() => [...document.querySelectorAll("svg.chart text")].map((label) => {
+            const box = label.getBBox();
+            return box.x + box.width - label.ownerSVGElement.viewBox.baseVal.width;
+        })"""
+    )
+    assert max(overflow) <= 0, overflow
     assert "ready" in page.locator("h2", has_text="Health").inner_text()
     top = page.locator("table").first.inner_text()
     assert "+447700900000" in top
