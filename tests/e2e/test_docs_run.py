@@ -196,6 +196,8 @@ def demo_server(tmp_path):
 
 def test_every_documented_block_runs_and_prints_what_it_says(demo_server, tmp_path):
     port, server_env = demo_server
+    started = (tmp_path / "server.log").read_text()
+    assert f"the console is at http://127.0.0.1:{port}/ui" in started  # make run names it
     work = tmp_path / "work"
     work.mkdir()
     for name in (".venv", "scripts", "wsgi.py", "gunicorn.conf.py", "deploy", "bench"):
