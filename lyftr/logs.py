@@ -32,16 +32,20 @@ class LineFormatter(JsonFormatter):
 
 
 class ServerOrCommandHandler(logging.StreamHandler):
-    """stdout for the server (one stream of JSON lines), stderr while a command runs: a command's
-    stdout is its data (``flask export > file``), and a log line there would corrupt it. Looked up
-    at each record, so a command's replaced streams (a test's runner) are the ones written."""
+    """stdout for the server (one stream of JSON lines), stderr while a command runs in this
+    thread: a command's stdout is its data (``flask export > file``), and a log line there would
+    corrupt it. stdout is the one of when logging was set up; stderr is looked up at each record,
+    so a command's replaced stderr (a test's runner) is the one written."""
 
     def __init__(self):
         super().__init__()
+        self._server_stream = sys.stdout
 
     @property
     def stream(self):
-        return sys.stderr if click.get_current_context(silent=True) is not None else sys.stdout
+        if click.get_current_context(silent=True) is not None:
+            return sys.stderr
+        return self._server_stream
 
     @stream.setter
     def stream(self, value):

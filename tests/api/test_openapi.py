@@ -20,7 +20,8 @@ from twilio.request_validator import RequestValidator
 from lyftr.api.response_schemas import EXAMPLE_MESSAGE_SID, EXAMPLE_WAMID
 
 # Flask's static files (the console's stylesheet) and the console's HTML pages (lyftr.console).
-UNDOCUMENTED_ROUTES = {"static"}
+# "root": / redirects a person to the console (/ui), which is not part of the API either.
+UNDOCUMENTED_ROUTES = {"static", "root"}
 UNDOCUMENTED_BLUEPRINTS = ("console.",)
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}  # added by Flask/werkzeug to every route
 
