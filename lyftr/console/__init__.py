@@ -4,7 +4,8 @@
 - ``/ui``: the latest arrivals first, with search (``q``), sender (``from``) and ``since`` (arrived
   at or after) filters, paged by a keyset cursor over (received_at, message_id).
 - ``/ui/messages/<message_id>``: one message's full record, the provider's payload pretty-printed.
-- ``/ui/senders/<from>``: one sender's messages in chronological order (``ts``), paged.
+- ``/ui/senders/<from>``: one sender's messages in ``ts`` order like a chat: it opens at the latest
+  page, newest at the bottom; earlier pages go back in time. (``/`` redirects to ``/ui``.)
 - ``/ui/overview``: totals, top senders, arrivals per hour (an SVG chart the template draws), the
   readiness checks and the webhook results from the metrics.
 
