@@ -29,11 +29,39 @@ SEQUENCE_LOCK_KEY = 0x6C796675
 PURGE_LOCK_KEY = 0x6C796676
 BULK_BATCH_ROWS = 50_000
 _COLUMNS = (*sql.MESSAGE_COLUMNS, "text_escaped", "text_folded")
-_INSERT = text(sql.insert_message(_COLUMNS, returning="1"))
+# This connection's shard of the per-hour counts (see sql.py).
+_SHARD = f"mod(pg_backend_pid(), {sql.HOUR_SHARDS})"
+
+
+def _hour_counts_of(rows, sign=""):
+    """CTEs adding (``sign`` "-": taking away) the ``rows`` CTE's messages to their hours' counts
+    (rows has ts_key and created_at)."""
+    return "".join(
+        f", counted_{table} AS ("
+        + sql.count_hours(
+            table,
+            shard=_SHARD,
+            rows=f"SELECT substr({column}, 1, {sql.HOUR}) AS hour, {sign}count(*) AS n "
+            f"FROM {rows} GROUP BY substr({column}, 1, {sql.HOUR})",
+        )
+        + ")"
+        for table, column in (("ts_hour_counts", "ts_key"), ("arrival_hour_counts", "created_at"))
+    )
+
+
+# One message and its counts in one statement (one round trip): nothing is counted for a duplicate.
+_INSERT = text(
+    "WITH added AS ("
+    + sql.insert_message(_COLUMNS, returning="from_msisdn, ts_key, created_at")
+    + "), senders AS ("
+    " INSERT INTO sender_counts (from_msisdn, count) SELECT from_msisdn, 1 FROM added"
+    " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
+    + _hour_counts_of("added")
+    + " SELECT count(*) FROM added"
+)
 _RECORD = text(
     f"SELECT {sql.RECORD_COLUMNS}, text_escaped FROM messages WHERE message_id = :message_id"
 )
-_COUNT = text(sql.COUNT_SENDER)
 _STAGE = (
     "CREATE TEMPORARY TABLE lyftr_bulk (position bigint, message_id text, from_msisdn text, "
     "to_msisdn text, ts text, ts_key text, text text, provider text, type text, raw text, "
@@ -51,11 +79,12 @@ def _move_staged(numbered):
         f" SELECT {', '.join(_COLUMNS)}{seq_value} FROM lyftr_bulk b"
         " WHERE NOT EXISTS (SELECT 1 FROM purged_ids p WHERE p.message_id = b.message_id)"
         " ORDER BY position"
-        " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn),"
+        " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn, ts_key, created_at),"
         " counted AS ("
         " INSERT INTO sender_counts (from_msisdn, count)"
         " SELECT from_msisdn, count(*) FROM added GROUP BY from_msisdn"
         " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
+        f"{_hour_counts_of('added')}"
         " SELECT count(*) FROM added"
     )
 
@@ -82,15 +111,24 @@ _PURGE = text(
     " SELECT message_id FROM messages WHERE created_at < :before"
     " ORDER BY created_at, message_id LIMIT :n FOR UPDATE SKIP LOCKED),"
     " deleted AS (DELETE FROM messages m USING doomed WHERE m.message_id = doomed.message_id"
-    " RETURNING m.message_id, m.from_msisdn),"
+    " RETURNING m.message_id, m.from_msisdn, m.ts_key, m.created_at),"
     " remembered AS (INSERT INTO purged_ids (message_id, purged_at)"
     " SELECT message_id, :purged_at FROM deleted ON CONFLICT (message_id) DO NOTHING),"
     " discounted AS (UPDATE sender_counts s SET count = s.count - d.n"
     " FROM (SELECT from_msisdn, count(*) AS n FROM deleted GROUP BY from_msisdn) d"
     " WHERE s.from_msisdn = d.from_msisdn RETURNING s.from_msisdn, s.count)"
+    f"{_hour_counts_of('deleted', sign='-')}"
     " SELECT (SELECT count(*) FROM deleted),"
-    " ARRAY(SELECT from_msisdn FROM discounted WHERE count <= 0)"
+    " ARRAY(SELECT from_msisdn FROM discounted WHERE count <= 0),"
+    f" ARRAY(SELECT DISTINCT substr(ts_key, 1, {sql.HOUR}) FROM deleted),"
+    f" ARRAY(SELECT DISTINCT substr(created_at, 1, {sql.HOUR}) FROM deleted)"
 )
+# After a purge: the hours it emptied lose their rows (the statement above could not see its own
+# additions to the counts).
+_DROP_EMPTY_HOURS = {
+    table: text(sql.drop_empty_hours(table, "SELECT unnest(CAST(:hours AS text[]))"))
+    for table in sql.HOUR_COUNT_TABLES
+}
 _READ_ONLY = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
 
 
@@ -113,10 +151,7 @@ class PostgresBackend:
 
     def insert_message(self, message):
         with self.engine.begin() as connection:
-            if connection.execute(_INSERT, _row(message, now_iso())).first() is None:
-                return False
-            connection.execute(_COUNT, {"from_msisdn": message["from_msisdn"], "n": 1})
-        return True
+            return connection.execute(_INSERT, _row(message, now_iso())).scalar() == 1
 
     def insert_batch(self, messages):
         """See ``backend.Backend``: the bulk load's one transaction, at any size."""
@@ -149,9 +184,15 @@ class PostgresBackend:
     def purge(self, before, limit, purged_at):
         """See ``backend.Backend``."""
         with self.engine.begin() as connection:
-            purged, emptied = connection.execute(
+            purged, emptied, ts_hours, arrival_hours = connection.execute(
                 _PURGE, {"before": before, "n": limit, "purged_at": purged_at}
             ).one()
+            for table, hours in (
+                ("ts_hour_counts", ts_hours),
+                ("arrival_hour_counts", arrival_hours),
+            ):
+                if hours:
+                    connection.execute(_DROP_EMPTY_HOURS[table], {"hours": list(hours)})
             if emptied:
                 connection.execute(
                     text(
@@ -305,7 +346,7 @@ class PostgresBackend:
     def arrivals_per_hour(self, hours):
         statement, params = sql.arrivals_per_hour(hours)
         with self.engine.connect() as connection:
-            return [(hour, int(n)) for hour, n in connection.execute(text(statement), params)]
+            return sql.hours_in_order(hours, connection.execute(text(statement), params))
 
 
 def _stored_text(value):
@@ -346,6 +387,8 @@ def _total(connection, filters, params, from_msisdn, since_key, folded):
     # The maintained counts answer the unfiltered and the sender-only totals without a scan.
     if folded is None and since_key is None:
         query = sql.TOTAL if from_msisdn is None else sql.SENDER_TOTAL
+    elif folded is None and from_msisdn is None:
+        query, params = sql.SINCE_TOTAL, sql.since_total_params(since_key)
     else:
         query = "SELECT count(*) FROM messages" + sql.where(filters)
     return int(connection.execute(text(query), params).scalar() or 0)

@@ -38,6 +38,8 @@ _STORED_OR_PURGED = (
 )
 PURGE_LOCK_SUFFIX = "-purge.lock"
 _SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
+_COUNT_TS_HOUR = sql.count_hours("ts_hour_counts")
+_COUNT_ARRIVAL_HOUR = sql.count_hours("arrival_hour_counts")
 
 
 class SQLiteBackend:
@@ -212,7 +214,8 @@ class SQLiteBackend:
         """See ``backend.Backend``."""
         with self.writer.turn(), self._immediate() as cursor:
             rows = cursor.execute(
-                "SELECT rowid, message_id, from_msisdn FROM messages WHERE created_at < :before "
+                "SELECT rowid, message_id, from_msisdn, ts_key, created_at FROM messages "
+                "WHERE created_at < :before "
                 "ORDER BY created_at, message_id LIMIT :n",
                 {"before": before, "n": limit},
             ).fetchall()
@@ -303,7 +306,7 @@ class SQLiteBackend:
     def arrivals_per_hour(self, hours):
         statement, params = sql.arrivals_per_hour(hours)
         with self.connections.connection() as connection:
-            return [tuple(row) for row in connection.execute(statement, params).fetchall()]
+            return sql.hours_in_order(hours, connection.execute(statement, params).fetchall())
 
     @contextmanager
     def _snapshot(self):
@@ -317,18 +320,22 @@ class SQLiteBackend:
 
 
 def _forget_rows(cursor, rows, purged_at):
-    """Delete ``rows`` (rowid, message_id, from) with their search entries and counts, and keep
-    their IDs in purged_ids."""
+    """Delete ``rows`` (rowid, message_id, from, ts_key, created_at) with their search entries and
+    counts, and keep their IDs in purged_ids."""
     senders = {}
-    for _, _, sender in rows:
-        senders[sender] = senders.get(sender, 0) + 1
+    for row in rows:
+        senders[row[2]] = senders.get(row[2], 0) + 1
     cursor.executemany(
         sql.REMEMBER_PURGED,
-        [{"message_id": message_id, "purged_at": purged_at} for _, message_id, _ in rows],
+        [{"message_id": row[1], "purged_at": purged_at} for row in rows],
     )
     for sender, n in senders.items():
         cursor.execute(sql.DISCOUNT_SENDER, {"n": n, "from_msisdn": sender})
         cursor.execute(sql.DROP_EMPTY_SENDER, {"from_msisdn": sender})
+    for column, table in ((3, "ts_hour_counts"), (4, "arrival_hour_counts")):
+        hours = sql.hour_counts((row[column] for row in rows), sign=-1)
+        cursor.executemany(sql.count_hours(table), hours)
+        cursor.executemany(sql.drop_empty_hours(table, ":hour"), hours)
     cursor.executemany("DELETE FROM messages_fts WHERE rowid = ?", [(r[0],) for r in rows])
     cursor.executemany("DELETE FROM messages WHERE rowid = ?", [(r[0],) for r in rows])
 
@@ -337,7 +344,10 @@ def _store(cursor, delivery):
     found = cursor.execute(_INSERT_ONE, delivery.row).fetchall()
     if not found:
         return False
-    cursor.execute(sql.COUNT_SENDER, {"from_msisdn": delivery.row[1], "n": 1})
+    row = delivery.row
+    cursor.execute(sql.COUNT_SENDER, {"from_msisdn": row[1], "n": 1})
+    cursor.execute(_COUNT_TS_HOUR, {"hour": row[4][: sql.HOUR], "n": 1})
+    cursor.execute(_COUNT_ARRIVAL_HOUR, {"hour": row[9][: sql.HOUR], "n": 1})
     if delivery.folded:
         cursor.execute(_SEARCH_ONE, (found[0][0], delivery.folded))
     return True

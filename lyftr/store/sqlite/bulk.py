@@ -24,6 +24,15 @@ _COUNT_NEW = (
     "SELECT from_msisdn, count(*) FROM messages WHERE rowid > ? GROUP BY from_msisdn "
     "ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count"
 )
+# The hours of the batch's new rows, added to the per-hour counts (sql.count_hours).
+_COUNT_NEW_HOURS = [
+    sql.count_hours(
+        table,
+        rows=f"SELECT substr({column}, 1, {sql.HOUR}) AS hour, count(*) AS n FROM messages "
+        f"WHERE rowid > ? GROUP BY substr({column}, 1, {sql.HOUR})",
+    )
+    for table, column in (("ts_hour_counts", "ts_key"), ("arrival_hour_counts", "created_at"))
+]
 _NEW_TEXTS = "SELECT rowid, text FROM messages WHERE rowid > ? AND text <> ''"
 # After a load this big the search index is merged into one segment. Left as a pile of segments,
 # FTS5 would merge them later inside some webhook's commit, which then takes seconds.
@@ -60,6 +69,8 @@ def load_batch(connection, rows):
             # ON CONFLICT DO NOTHING: rowcount is the number of rows actually inserted.
             stored = cursor.rowcount
             cursor.execute(_COUNT_NEW, (before,))
+            for statement in _COUNT_NEW_HOURS:
+                cursor.execute(statement, (before,))
             texts = cursor.execute(_NEW_TEXTS, (before,)).fetchall()
             cursor.executemany(SEARCH_ONE, [(rowid, indexed_text(value)) for rowid, value in texts])
         finally:
