@@ -158,16 +158,39 @@ class SQLiteBackend:
 
     def bulk_insert(self, messages, *, batch_size=bulk.BATCH_ROWS):
         """See ``backend.Backend``: each batch is one transaction, so the search index and the
-        counts never disagree with the rows."""
-        stored = 0
-        for batch in sql.batched(messages, batch_size):
-            created_at = now_iso()
-            rows = [sql.message_values(m, created_at) for m in batch]
-            with self.write_transaction() as connection:
-                stored += bulk.load_batch(connection, rows)
+        counts never disagree with the rows. The write turn is taken per batch: ingest goes on
+        between them."""
+        stored, unchecked = 0, 0
+        with self._bulk_connection() as connection:
+            for batch in sql.batched(messages, batch_size):
+                created_at = now_iso()
+                rows = [sql.message_values(m, created_at) for m in batch]
+                with self.writer.turn(), connection.begin():
+                    stored += bulk.load_batch(connection, rows)
+                unchecked += len(rows)
+                if unchecked >= bulk.CHECKPOINT_ROWS:
+                    connection.connection.driver_connection.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchall()
+                    unchecked = 0
         if stored >= bulk.MERGE_AFTER_ROWS:
             self.merge_search_index()
         return stored
+
+    @contextmanager
+    def _bulk_connection(self):
+        """A write connection that leaves checkpoints to the loader (set on the driver's connection
+        outside any transaction, and restored)."""
+        self._make_directory()
+        with self.engine.connect() as connection:
+            connection.execution_options(write=True)
+            driver = connection.connection.driver_connection
+            every = driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            driver.execute("PRAGMA wal_autocheckpoint = 0")
+            try:
+                yield connection
+            finally:
+                driver.execute(f"PRAGMA wal_autocheckpoint = {int(every)}")
 
     def merge_search_index(self):
         """Merge every segment of the search index into one, in short write transactions."""
