@@ -13,6 +13,7 @@
 import itertools
 import json
 import os
+import time
 from contextlib import contextmanager
 
 from sqlalchemy import text
@@ -33,21 +34,7 @@ _COLUMNS = (*sql.MESSAGE_COLUMNS, "text_escaped", "text_folded")
 _SHARD = f"mod(pg_backend_pid(), {sql.HOUR_SHARDS})"
 
 
-def _hour_counts_of(rows, sign=""):
-    """CTEs adding (``sign`` "-": taking away) the ``rows`` CTE's messages to their hours' counts
-    (rows has ts_key and created_at)."""
-    return "".join(
-        f", counted_{table} AS ("
-        + sql.count_hours(
-            table,
-            shard=_SHARD,
-            rows=f"SELECT substr({column}, 1, {sql.HOUR}) AS hour, {sign}count(*) AS n "
-            f"FROM {rows} GROUP BY substr({column}, 1, {sql.HOUR})",
-        )
-        + ")"
-        for table, column in (("ts_hour_counts", "ts_key"), ("arrival_hour_counts", "created_at"))
-    )
-
+_COUNT_ADDED = " SELECT count(*) FROM added"
 
 # One message and its counts in one statement (one round trip): nothing is counted for a duplicate.
 _INSERT = text(
@@ -56,8 +43,8 @@ _INSERT = text(
     + "), senders AS ("
     " INSERT INTO sender_counts (from_msisdn, count) SELECT from_msisdn, 1 FROM added"
     " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
-    + _hour_counts_of("added")
-    + " SELECT count(*) FROM added"
+    + sql.count_hours_of("added", shard=_SHARD)
+    + _COUNT_ADDED
 )
 _RECORD = text(
     f"SELECT {sql.RECORD_COLUMNS}, text_escaped FROM messages WHERE message_id = :message_id"
@@ -84,8 +71,7 @@ def _move_staged(numbered):
         " INSERT INTO sender_counts (from_msisdn, count)"
         " SELECT from_msisdn, count(*) FROM added GROUP BY from_msisdn"
         " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
-        f"{_hour_counts_of('added')}"
-        " SELECT count(*) FROM added"
+        f"{sql.count_hours_of('added', shard=_SHARD)}{_COUNT_ADDED}"
     )
 
 
@@ -117,7 +103,7 @@ _PURGE = text(
     " discounted AS (UPDATE sender_counts s SET count = s.count - d.n"
     " FROM (SELECT from_msisdn, count(*) AS n FROM deleted GROUP BY from_msisdn) d"
     " WHERE s.from_msisdn = d.from_msisdn RETURNING s.from_msisdn, s.count)"
-    f"{_hour_counts_of('deleted', sign='-')}"
+    f"{sql.count_hours_of('deleted', shard=_SHARD, sign='-')}"
     " SELECT (SELECT count(*) FROM deleted),"
     " ARRAY(SELECT from_msisdn FROM discounted WHERE count <= 0),"
     f" ARRAY(SELECT DISTINCT substr(ts_key, 1, {sql.HOUR}) FROM deleted),"
@@ -182,7 +168,8 @@ class PostgresBackend:
         return [_record(row) for row in rows]
 
     def purge(self, before, limit, purged_at):
-        """See ``backend.Backend``."""
+        """See ``backend.Backend``: its rows are locked from the statement to the commit."""
+        started = time.monotonic()
         with self.engine.begin() as connection:
             purged, emptied, ts_hours, arrival_hours = connection.execute(
                 _PURGE, {"before": before, "n": limit, "purged_at": purged_at}
@@ -200,7 +187,7 @@ class PostgresBackend:
                     ),
                     {"senders": list(emptied)},
                 )
-        return purged
+        return purged, time.monotonic() - started
 
     def count_purgeable(self, before):
         with self.engine.connect() as connection:

@@ -98,6 +98,22 @@ def count_hours(table, *, shard="0", rows=None):
     )
 
 
+def count_hours_of(rows, *, shard, sign=""):
+    """CTEs (each starting with a comma) adding the messages of the ``rows`` CTE (with ts_key and
+    created_at) to their hours' counts, or, with ``sign`` "-", taking them away."""
+    return "".join(
+        f", counted_{table} AS ("
+        + count_hours(
+            table,
+            shard=shard,
+            rows=f"SELECT substr({column}, 1, {HOUR}) AS hour, {sign}count(*) AS n "
+            f"FROM {rows} GROUP BY substr({column}, 1, {HOUR})",
+        )
+        + ")"
+        for table, column in (("ts_hour_counts", "ts_key"), ("arrival_hour_counts", "created_at"))
+    )
+
+
 def drop_empty_hours(table, hours_parameter):
     """Delete the rows of the hours in ``hours_parameter`` whose shards add up to nothing."""
     return (

@@ -13,6 +13,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
+import time
 from contextlib import contextmanager
 
 from sqlalchemy.exc import OperationalError
@@ -234,16 +235,18 @@ class SQLiteBackend:
         return [MessageRecord._make(row) for row in rows]
 
     def purge(self, before, limit, purged_at):
-        """See ``backend.Backend``."""
-        with self.writer.turn(), self._immediate() as cursor:
-            rows = cursor.execute(
-                "SELECT rowid, message_id, from_msisdn, ts_key, created_at FROM messages "
-                "WHERE created_at < :before "
-                "ORDER BY created_at, message_id LIMIT :n",
-                {"before": before, "n": limit},
-            ).fetchall()
-            _forget_rows(cursor, rows, purged_at)
-        return len(rows)
+        """See ``backend.Backend``: the time held is from taking the write turn to the commit."""
+        with self.writer.turn():
+            started = time.monotonic()
+            with self._immediate() as cursor:
+                rows = cursor.execute(
+                    "SELECT rowid, message_id, from_msisdn, ts_key, created_at FROM messages "
+                    "WHERE created_at < :before "
+                    "ORDER BY created_at, message_id LIMIT :n",
+                    {"before": before, "n": limit},
+                ).fetchall()
+                _forget_rows(cursor, rows, purged_at)
+            return len(rows), time.monotonic() - started
 
     def count_purgeable(self, before):
         with self.connections.connection() as connection:
