@@ -101,6 +101,17 @@ def feed(after, limit):
     return _call(backend().feed, after, limit)
 
 
+def commits_seen():
+    """A marker for ``wait_for_commit``: take it before reading the feed."""
+    return backend().commits_seen()
+
+
+def wait_for_commit(seen, timeout):
+    """Wait until a message may have been committed since ``seen`` (by any host), or at most
+    ``timeout`` seconds."""
+    backend().wait_for_commit(seen, timeout)
+
+
 # --- the data's lifecycle ----------------------------------------------------------------------
 
 # A purge batch holds the one write turn (SQLite) or its rows' locks while it runs: its size adapts

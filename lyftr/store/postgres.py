@@ -16,9 +16,10 @@ import os
 import time
 from contextlib import contextmanager
 
+import psycopg
 from sqlalchemy import text
 
-from lyftr.store import database_errors, sql
+from lyftr.store import commit_signal, database_errors, sql
 from lyftr.store.backend import MessageRecord, MessageRow, Stats
 from lyftr.store.folding import NUL_STANDIN, index_answers, indexed_text
 from lyftr.timestamps import now_iso
@@ -34,7 +35,10 @@ _COLUMNS = (*sql.MESSAGE_COLUMNS, "text_escaped", "text_folded")
 _SHARD = f"mod(pg_backend_pid(), {sql.HOUR_SHARDS})"
 
 
-_COUNT_ADDED = " SELECT count(*) FROM added"
+# How many were added; if any, the long polls of every host are woken at commit (commit_signal).
+_COUNT_AND_NOTIFY = (
+    f" SELECT count(*) FROM (SELECT {commit_signal.NOTIFY_CALL} FROM added) AS notified"
+)
 
 # One message and its counts in one statement (one round trip): nothing is counted for a duplicate.
 _INSERT = text(
@@ -44,7 +48,7 @@ _INSERT = text(
     " INSERT INTO sender_counts (from_msisdn, count) SELECT from_msisdn, 1 FROM added"
     " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
     + sql.count_hours_of("added", shard=_SHARD)
-    + _COUNT_ADDED
+    + _COUNT_AND_NOTIFY
 )
 _RECORD = text(
     f"SELECT {sql.RECORD_COLUMNS}, text_escaped FROM messages WHERE message_id = :message_id"
@@ -71,7 +75,7 @@ def _move_staged(numbered):
         " INSERT INTO sender_counts (from_msisdn, count)"
         " SELECT from_msisdn, count(*) FROM added GROUP BY from_msisdn"
         " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
-        f"{sql.count_hours_of('added', shard=_SHARD)}{_COUNT_ADDED}"
+        f"{sql.count_hours_of('added', shard=_SHARD)}{_COUNT_AND_NOTIFY}"
     )
 
 
@@ -126,6 +130,18 @@ class PostgresBackend:
         # Connections from a parent's pool are not used in a forked child (Gunicorn workers, CLI).
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+        self.commit_signal = commit_signal.Listener(self._listening_connection)
+
+    def _listening_connection(self):
+        url = self.engine.url.set(drivername="postgresql")
+        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+    def commits_seen(self):
+        return self.commit_signal.seen()
+
+    def wait_for_commit(self, seen, timeout):
+        """See ``backend.Backend``: woken by NOTIFY from any host (``commit_signal``)."""
+        self.commit_signal.wait(seen, timeout)
 
     @contextmanager
     def migration_transaction(self):

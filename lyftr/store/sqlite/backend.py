@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from sqlalchemy.exc import OperationalError
 
 from lyftr.config import sqlite_path
-from lyftr.store import database_errors, sql
+from lyftr.store import commit_signal, database_errors, sql
 from lyftr.store.backend import MessageRecord
 from lyftr.store.folding import indexed_text
 from lyftr.store.sqlite import bulk, positions, reads
@@ -52,6 +52,14 @@ class SQLiteBackend:
         self.path = sqlite_path(str(engine.url))
         self.connections = ConnectionCache(engine)
         self.writer = WriterQueue(self.path, config["DB_BUSY_TIMEOUT_MS"])
+        self.commit_signal = commit_signal.Polling()
+
+    def commits_seen(self):
+        return self.commit_signal.seen()
+
+    def wait_for_commit(self, seen, timeout):
+        """See ``backend.Backend``: one host, no signal: a polling interval."""
+        self.commit_signal.wait(seen, timeout)
 
     # --- writing ------------------------------------------------------------------------------
 
