@@ -2,8 +2,9 @@
 
 A consumer starts at ``after=0`` and passes back each answer's ``next_after``: it sees every message
 once, never skipping one and never seeing one twice, whatever commits concurrently. With ``wait``,
-a request with nothing to give waits for a commit (polling, without holding a connection or, under
-gevent, a worker) and answers within FEED_POLL_S of it, or empty when the wait is over.
+a request with nothing to give waits for a commit (without holding a connection or, under gevent, a
+worker) and answers soon after it, or empty when the wait is over: on PostgreSQL it is woken by
+the commit's NOTIFY, from any host; on SQLite it looks again every 100 ms (store.commit_signal).
 """
 
 import time
@@ -27,7 +28,6 @@ from lyftr.api.response_schemas import (
 )
 
 bp = Blueprint("feed", __name__)
-FEED_POLL_S = 0.1
 
 _query_schema = schemas.FeedQuerySchema()
 
@@ -39,7 +39,8 @@ READ_OPERATION = {
         "Start at after=0 and pass back each answer's next_after: every stored message is "
         "handed out once, none skipped, none twice, whatever commits concurrently. With "
         "wait > 0 and nothing after `after`, the request waits for a commit (answering "
-        "within about 100 ms of it) or answers empty when the wait is over. Purged messages "
+        "within about 100 ms of it, sooner on PostgreSQL) or answers empty when the wait is "
+        "over. Purged messages "
         "no longer appear; seq values are never reused."
     ),
     "tags": ["messages"],
@@ -65,10 +66,11 @@ def read_feed():
 
     deadline = time.monotonic() + query["wait"]
     while True:
+        seen = store.commits_seen()
         records = store.feed(query["after"], query["limit"])
         if records or time.monotonic() >= deadline:
             break
-        time.sleep(min(FEED_POLL_S, max(deadline - time.monotonic(), 0)))
+        store.wait_for_commit(seen, deadline - time.monotonic())
     return {
         "data": [record_item(record) for record in records],
         "next_after": records[-1].seq if records else query["after"],

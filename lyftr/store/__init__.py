@@ -101,28 +101,58 @@ def feed(after, limit):
     return _call(backend().feed, after, limit)
 
 
+def commits_seen():
+    """A marker for ``wait_for_commit``: take it before reading the feed."""
+    return backend().commits_seen()
+
+
+def wait_for_commit(seen, timeout):
+    """Wait until a message may have been committed since ``seen`` (by any host), or at most
+    ``timeout`` seconds."""
+    backend().wait_for_commit(seen, timeout)
+
+
 # --- the data's lifecycle ----------------------------------------------------------------------
 
-PURGE_BATCH = 500
+# A purge batch holds the one write turn (SQLite) or its rows' locks while it runs: its size adapts
+# so that each transaction takes about PURGE_HOLD_S, and the pause after it is at least as long as
+# it held the turn (ingest gets at least half of the writer's time). At a few thousand rows per
+# second that is still millions of rows an hour: a day's arrivals are purged in minutes.
+PURGE_BATCH = 500  # the first batch
+PURGE_BATCH_MIN, PURGE_BATCH_MAX = 20, 5000
+PURGE_HOLD_S = 0.010
 # Between purge batches the write lock is left to ingest for a moment.
 PURGE_PAUSE_S = 0.02
 
 
+def next_purge_batch(batch, took_s):
+    """The size of the next purge batch after one of ``batch`` rows held the writer ``took_s``
+    seconds (waiting for the turn not counted: that is ingest's time, not the purge's):
+    scaled toward PURGE_HOLD_S, at most doubled at a time, within the bounds."""
+    wanted = batch * PURGE_HOLD_S / took_s if took_s > 0 else batch * 2
+    return int(min(max(wanted, PURGE_BATCH_MIN), batch * 2, PURGE_BATCH_MAX))
+
+
 def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep, progress=None):
     """Delete every message that arrived before ``before`` (an ISO-8601 UTC instant, as
-    created_at is written), in small transactions; return how many (or, dry, would be).
+    created_at is written), in short transactions (see PURGE_HOLD_S); return how many (or,
+    dry, would be).
 
     Their IDs are remembered (purged_ids) so that a retried delivery is a duplicate; those
     remembered since before ``forget_before`` are forgotten. ``progress`` is told each batch's
     count."""
     if dry_run:
         return _call(backend().count_purgeable, before)
-    purged, purged_at = 0, now_iso()
-    while batch := _call(backend().purge, before, PURGE_BATCH, purged_at):
-        purged += batch
+    purged, purged_at, batch = 0, now_iso(), PURGE_BATCH
+    while True:
+        done, took = _call(backend().purge, before, batch, purged_at)
+        if not done:
+            break
+        purged += done
         if progress is not None:
-            progress(batch)
-        sleep(PURGE_PAUSE_S)
+            progress(done)
+        batch = next_purge_batch(batch, took)
+        sleep(max(PURGE_PAUSE_S, took))
     if forget_before is not None:
         _call(backend().forget_purged, forget_before)
     return purged

@@ -71,10 +71,18 @@ class Backend(Protocol):
     def feed(self, after: int, limit: int) -> list[MessageRecord]:
         """Up to ``limit`` numbered messages with ``seq > after``, in seq order."""
 
-    def purge(self, before: str, limit: int, purged_at: str) -> int:
+    def commits_seen(self) -> int:
+        """A marker for ``wait_for_commit``, taken before reading the feed."""
+
+    def wait_for_commit(self, seen: int, timeout: float) -> None:
+        """Return soon after a message is committed (by any host) since ``seen`` was taken, or
+        after at most ``timeout`` seconds (sooner: the caller looks again; see commit_signal)."""
+
+    def purge(self, before: str, limit: int, purged_at: str) -> tuple[int, float]:
         """Delete up to ``limit`` of the messages that arrived before ``before`` (oldest first) with
         their counts and search entries, remember their IDs, in one transaction; return how
-        many."""
+        many, and for how many seconds the transaction held what ingest waits for (SQLite: the
+        write turn)."""
 
     def count_purgeable(self, before: str) -> int:
         """How many messages arrived before ``before``."""

@@ -7,7 +7,9 @@ its trigram index. ``tests/test_migrations.py`` checks that models and migration
 ``ts`` is kept exactly as received; ``ts_key`` is the same instant in a form that sorts and compares
 chronologically as text, fractional seconds of any precision included (see
 ``timestamps.message_ts_key``).
-``sender_counts`` is maintained in the insert's own transaction, so /stats never scans messages.
+``sender_counts`` is maintained in the insert's own transaction, so /stats never scans messages;
+``ts_hour_counts`` and ``arrival_hour_counts`` likewise, so a since= total and the console's chart
+never count more than one hour's rows (an hour's count: the sum of its shards, see sql.py).
 """
 
 from sqlalchemy import BigInteger, Index, Integer, String, Text
@@ -59,3 +61,23 @@ class PurgedId(db.Model):
     purged_at: Mapped[str] = mapped_column(String, nullable=False)
 
     __table_args__ = (Index("ix_purged_ids_purged_at", "purged_at"),)
+
+
+class TsHourCount(db.Model):
+    """How many messages have each hour ('YYYY-MM-DDTHH') of ts_key: since= totals (sql.py)."""
+
+    __tablename__ = "ts_hour_counts"
+
+    hour: Mapped[str] = mapped_column(String, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class ArrivalHourCount(db.Model):
+    """How many messages arrived (created_at) in each hour: the console's chart."""
+
+    __tablename__ = "arrival_hour_counts"
+
+    hour: Mapped[str] = mapped_column(String, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -13,11 +13,13 @@
 import itertools
 import json
 import os
+import time
 from contextlib import contextmanager
 
+import psycopg
 from sqlalchemy import text
 
-from lyftr.store import database_errors, sql
+from lyftr.store import commit_signal, database_errors, sql
 from lyftr.store.backend import MessageRecord, MessageRow, Stats
 from lyftr.store.folding import NUL_STANDIN, index_answers, indexed_text
 from lyftr.timestamps import now_iso
@@ -29,11 +31,28 @@ SEQUENCE_LOCK_KEY = 0x6C796675
 PURGE_LOCK_KEY = 0x6C796676
 BULK_BATCH_ROWS = 50_000
 _COLUMNS = (*sql.MESSAGE_COLUMNS, "text_escaped", "text_folded")
-_INSERT = text(sql.insert_message(_COLUMNS, returning="1"))
+# This connection's shard of the per-hour counts (see sql.py).
+_SHARD = f"mod(pg_backend_pid(), {sql.HOUR_SHARDS})"
+
+
+# How many were added; if any, the long polls of every host are woken at commit (commit_signal).
+_COUNT_AND_NOTIFY = (
+    f" SELECT count(*) FROM (SELECT {commit_signal.NOTIFY_CALL} FROM added) AS notified"
+)
+
+# One message and its counts in one statement (one round trip): nothing is counted for a duplicate.
+_INSERT = text(
+    "WITH added AS ("
+    + sql.insert_message(_COLUMNS, returning="from_msisdn, ts_key, created_at")
+    + "), senders AS ("
+    " INSERT INTO sender_counts (from_msisdn, count) SELECT from_msisdn, 1 FROM added"
+    " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
+    + sql.count_hours_of("added", shard=_SHARD)
+    + _COUNT_AND_NOTIFY
+)
 _RECORD = text(
     f"SELECT {sql.RECORD_COLUMNS}, text_escaped FROM messages WHERE message_id = :message_id"
 )
-_COUNT = text(sql.COUNT_SENDER)
 _STAGE = (
     "CREATE TEMPORARY TABLE lyftr_bulk (position bigint, message_id text, from_msisdn text, "
     "to_msisdn text, ts text, ts_key text, text text, provider text, type text, raw text, "
@@ -56,12 +75,12 @@ def _move_staged(numbered):
         " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_id = b.message_id)"
         " ORDER BY message_id, position) b"
         " ORDER BY position"
-        " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn),"
+        " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn, ts_key, created_at),"
         " counted AS ("
         " INSERT INTO sender_counts (from_msisdn, count)"
         " SELECT from_msisdn, count(*) FROM added GROUP BY from_msisdn"
         " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
-        " SELECT count(*) FROM added"
+        f"{sql.count_hours_of('added', shard=_SHARD)}{_COUNT_AND_NOTIFY}"
     )
 
 
@@ -87,15 +106,24 @@ _PURGE = text(
     " SELECT message_id FROM messages WHERE created_at < :before"
     " ORDER BY created_at, message_id LIMIT :n FOR UPDATE SKIP LOCKED),"
     " deleted AS (DELETE FROM messages m USING doomed WHERE m.message_id = doomed.message_id"
-    " RETURNING m.message_id, m.from_msisdn),"
+    " RETURNING m.message_id, m.from_msisdn, m.ts_key, m.created_at),"
     " remembered AS (INSERT INTO purged_ids (message_id, purged_at)"
     " SELECT message_id, :purged_at FROM deleted ON CONFLICT (message_id) DO NOTHING),"
     " discounted AS (UPDATE sender_counts s SET count = s.count - d.n"
     " FROM (SELECT from_msisdn, count(*) AS n FROM deleted GROUP BY from_msisdn) d"
     " WHERE s.from_msisdn = d.from_msisdn RETURNING s.from_msisdn, s.count)"
+    f"{sql.count_hours_of('deleted', shard=_SHARD, sign='-')}"
     " SELECT (SELECT count(*) FROM deleted),"
-    " ARRAY(SELECT from_msisdn FROM discounted WHERE count <= 0)"
+    " ARRAY(SELECT from_msisdn FROM discounted WHERE count <= 0),"
+    f" ARRAY(SELECT DISTINCT substr(ts_key, 1, {sql.HOUR}) FROM deleted),"
+    f" ARRAY(SELECT DISTINCT substr(created_at, 1, {sql.HOUR}) FROM deleted)"
 )
+# After a purge: the hours it emptied lose their rows (the statement above could not see its own
+# additions to the counts).
+_DROP_EMPTY_HOURS = {
+    table: text(sql.drop_empty_hours(table, "SELECT unnest(CAST(:hours AS text[]))"))
+    for table in sql.HOUR_COUNT_TABLES
+}
 _READ_ONLY = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
 
 
@@ -107,6 +135,18 @@ class PostgresBackend:
         # Connections from a parent's pool are not used in a forked child (Gunicorn workers, CLI).
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+        self.commit_signal = commit_signal.Listener(self._listening_connection)
+
+    def _listening_connection(self):
+        url = self.engine.url.set(drivername="postgresql")
+        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
+    def commits_seen(self):
+        return self.commit_signal.seen()
+
+    def wait_for_commit(self, seen, timeout):
+        """See ``backend.Backend``: woken by NOTIFY from any host (``commit_signal``)."""
+        self.commit_signal.wait(seen, timeout)
 
     @contextmanager
     def migration_transaction(self):
@@ -118,10 +158,7 @@ class PostgresBackend:
 
     def insert_message(self, message):
         with self.engine.begin() as connection:
-            if connection.execute(_INSERT, _row(message, now_iso())).first() is None:
-                return False
-            connection.execute(_COUNT, {"from_msisdn": message["from_msisdn"], "n": 1})
-        return True
+            return connection.execute(_INSERT, _row(message, now_iso())).scalar() == 1
 
     def insert_batch(self, messages):
         """See ``backend.Backend``: the bulk load's one transaction, at any size."""
@@ -152,11 +189,18 @@ class PostgresBackend:
         return [_record(row) for row in rows]
 
     def purge(self, before, limit, purged_at):
-        """See ``backend.Backend``."""
+        """See ``backend.Backend``: its rows are locked from the statement to the commit."""
+        started = time.monotonic()
         with self.engine.begin() as connection:
-            purged, emptied = connection.execute(
+            purged, emptied, ts_hours, arrival_hours = connection.execute(
                 _PURGE, {"before": before, "n": limit, "purged_at": purged_at}
             ).one()
+            for table, hours in (
+                ("ts_hour_counts", ts_hours),
+                ("arrival_hour_counts", arrival_hours),
+            ):
+                if hours:
+                    connection.execute(_DROP_EMPTY_HOURS[table], {"hours": list(hours)})
             if emptied:
                 connection.execute(
                     text(
@@ -164,7 +208,7 @@ class PostgresBackend:
                     ),
                     {"senders": list(emptied)},
                 )
-        return purged
+        return purged, time.monotonic() - started
 
     def count_purgeable(self, before):
         with self.engine.connect() as connection:
@@ -310,7 +354,7 @@ class PostgresBackend:
     def arrivals_per_hour(self, hours):
         statement, params = sql.arrivals_per_hour(hours)
         with self.engine.connect() as connection:
-            return [(hour, int(n)) for hour, n in connection.execute(text(statement), params)]
+            return sql.hours_in_order(hours, connection.execute(text(statement), params))
 
 
 def _stored_text(value):
@@ -351,6 +395,8 @@ def _total(connection, filters, params, from_msisdn, since_key, folded):
     # The maintained counts answer the unfiltered and the sender-only totals without a scan.
     if folded is None and since_key is None:
         query = sql.TOTAL if from_msisdn is None else sql.SENDER_TOTAL
+    elif folded is None and from_msisdn is None:
+        query, params = sql.SINCE_TOTAL, sql.since_total_params(since_key)
     else:
         query = "SELECT count(*) FROM messages" + sql.where(filters)
     return int(connection.execute(text(query), params).scalar() or 0)

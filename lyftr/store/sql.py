@@ -5,7 +5,6 @@ from a dict.
 """
 
 import itertools
-from datetime import datetime, timedelta
 
 # What a stored message is made of, in the order of every INSERT's VALUES.
 MESSAGE_COLUMNS = (
@@ -73,6 +72,81 @@ STATS_TOTALS = "SELECT coalesce(sum(count), 0), count(*) FROM sender_counts"
 STATS_TOP = (
     "SELECT from_msisdn, count FROM sender_counts ORDER BY count DESC, from_msisdn LIMIT :top"
 )
+# --- counts per hour: of ts (for since=) and of arrival (for the console's chart) ---------------
+#
+# ts_hour_counts and arrival_hour_counts hold how many stored messages have each hour prefix
+# ('YYYY-MM-DDTHH') of ts_key and of created_at, kept in the transactions that insert and delete
+# messages, as sender_counts is. Both keys are fixed-width text that sorts chronologically, so a
+# prefix is an hour and the hours sort as the keys do. An hour's count is the sum over its shards:
+# SQLite (one writer) uses shard 0; PostgreSQL writes the shard of its connection (the backend's
+# pid modulo HOUR_SHARDS), so concurrent inserts of one hour do not queue on one row's lock.
+HOUR = 13  # len('YYYY-MM-DDTHH')
+HOUR_SHARDS = 16
+HOUR_COUNT_TABLES = ("ts_hour_counts", "arrival_hour_counts")
+
+
+def count_hours(table, *, shard="0", rows=None):
+    """Add to ``table``'s hours: ``:hour``/``:n`` bound, or the ``rows`` query's (hour, n) rows."""
+    source = (
+        f"SELECT hour, {shard}, n FROM ({rows}) AS counted WHERE true"
+        if rows
+        else (f"VALUES (:hour, {shard}, :n)")
+    )
+    return (
+        f"INSERT INTO {table} (hour, shard, count) {source} "
+        f"ON CONFLICT (hour, shard) DO UPDATE SET count = {table}.count + excluded.count"
+    )
+
+
+def count_hours_of(rows, *, shard, sign=""):
+    """CTEs (each starting with a comma) adding the messages of the ``rows`` CTE (with ts_key and
+    created_at) to their hours' counts, or, with ``sign`` "-", taking them away."""
+    return "".join(
+        f", counted_{table} AS ("
+        + count_hours(
+            table,
+            shard=shard,
+            rows=f"SELECT substr({column}, 1, {HOUR}) AS hour, {sign}count(*) AS n "
+            f"FROM {rows} GROUP BY substr({column}, 1, {HOUR})",
+        )
+        + ")"
+        for table, column in (("ts_hour_counts", "ts_key"), ("arrival_hour_counts", "created_at"))
+    )
+
+
+def drop_empty_hours(table, hours_parameter):
+    """Delete the rows of the hours in ``hours_parameter`` whose shards add up to nothing."""
+    return (
+        f"DELETE FROM {table} WHERE hour IN (SELECT hour FROM {table} WHERE hour IN "
+        f"({hours_parameter}) GROUP BY hour HAVING sum(count) <= 0)"
+    )
+
+
+# The exact number of messages with ts_key >= :since_key: the whole hours after since's hour from
+# the counts, plus the rows of since's own hour from :since_key on, read through ix_messages_ts_key.
+# Every key of that hour is 'YYYY-MM-DDTHH:...' and ';' follows ':', so the hour ends below
+# :hour_end. Reads (hours after since) + (rows in one hour), whatever the number of rows matched.
+SINCE_TOTAL = (
+    "SELECT (SELECT coalesce(sum(count), 0) FROM ts_hour_counts WHERE hour > :since_hour) + "
+    "(SELECT count(*) FROM messages WHERE ts_key >= :since_key AND ts_key < :hour_end)"
+)
+
+
+def since_total_params(since_key):
+    hour = since_key[:HOUR]
+    return {"since_hour": hour, "since_key": since_key, "hour_end": hour + ";"}
+
+
+def hour_counts(keys, sign=1):
+    """``[{"hour": ..., "n": ...}]``: how many of ``keys`` (ts_key or created_at values) fall in
+    each hour (negated with ``sign=-1``), as the parameters of ``count_hours``."""
+    counts = {}
+    for key in keys:
+        hour = key[:HOUR]
+        counts[hour] = counts.get(hour, 0) + sign
+    return [{"hour": hour, "n": n} for hour, n in counts.items()]
+
+
 FIRST_TS = "SELECT ts FROM messages ORDER BY ts_key, message_id LIMIT 1"
 LAST_TS = "SELECT ts FROM messages ORDER BY ts_key DESC, message_id DESC LIMIT 1"
 
@@ -163,17 +237,18 @@ def arrivals(*, received_since=None, before=None):
 
 
 def arrivals_per_hour(hours):
-    """How many messages arrived in each of ``hours`` ('YYYY-MM-DDTHH' prefixes of created_at, in
-    order): one range count on ix_messages_created_at per hour, no sort of the rows. The bounds
-    are hour prefixes, which order like the instants under any collation."""
-    params, bounds = {}, []
-    for i, hour in enumerate(hours):
-        until = datetime.strptime(hour, "%Y-%m-%dT%H") + timedelta(hours=1)
-        params[f"h{i}"], params[f"u{i}"] = hour, until.strftime("%Y-%m-%dT%H")
-        bounds.append(f"(CAST(:h{i} AS VARCHAR), CAST(:u{i} AS VARCHAR))")
+    """How many messages arrived in each of ``hours`` ('YYYY-MM-DDTHH', in order), from the counts
+    kept per hour (an hour nobody arrived in has no row)."""
+    params = {f"h{i}": hour for i, hour in enumerate(hours)}
+    placeholders = ", ".join(f":{name}" for name in params)
     statement = (
-        f"WITH hours (hour, until) AS (VALUES {', '.join(bounds)}) "
-        "SELECT hour, (SELECT count(*) FROM messages "
-        "WHERE created_at >= hours.hour AND created_at < hours.until) FROM hours ORDER BY hour"
+        f"SELECT hour, sum(count) FROM arrival_hour_counts WHERE hour IN ({placeholders}) "
+        "GROUP BY hour"
     )
     return statement, params
+
+
+def hours_in_order(hours, rows):
+    """``[(hour, count)]`` for every one of ``hours``, from the rows of ``arrivals_per_hour``."""
+    counted = {hour: int(n) for hour, n in rows}
+    return [(hour, counted.get(hour, 0)) for hour in hours]

@@ -100,6 +100,38 @@ def test_long_poll_answers_soon_after_a_commit(app, client, send):
     assert outcome["answered"] - committed < 1.0
 
 
+def test_long_poll_is_woken_by_a_commit_of_another_app(make_app, backend, monkeypatch):
+    # Two apps on one database, as two hosts: B's commit wakes A's long poll. On PostgreSQL the
+    # wake is B's NOTIFY (the fallback poll is set beyond the wait, so nothing else could answer
+    # before the wait is over); on SQLite (one host) it is the 100 ms poll.
+    from lyftr.store import commit_signal
+
+    monkeypatch.setattr(commit_signal, "FALLBACK_POLL_S", 60)
+    reader, writer = make_app(), make_app()
+    signal = reader.extensions["lyftr.storage"].commit_signal
+    outcome = {}
+
+    def poll():
+        outcome["page"] = reader.test_client().get("/feed?wait=30").get_json()
+        outcome["answered"] = time.monotonic()
+
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while backend == "postgres" and not signal._listening and time.monotonic() < deadline:
+        time.sleep(0.01)  # the reader's listener is up (it starts with the first wait)
+    time.sleep(0.2)
+    assert "page" not in outcome
+    seen = signal.seen()
+    committed = time.monotonic()
+    assert Sender(writer.test_client())(message_id="from-b").status_code == 200
+    waiter.join(30)
+    assert [item["message_id"] for item in outcome["page"]["data"]] == ["from-b"]
+    assert outcome["answered"] - committed < 5  # long before the 30 s wait is over
+    if backend == "postgres":
+        assert signal.seen() > seen
+
+
 def test_long_poll_answers_empty_at_wait(client):
     started = time.monotonic()
     assert client.get("/feed?after=0&wait=1").get_json() == {"data": [], "next_after": 0}

@@ -77,3 +77,19 @@ def test_backup_is_a_consistent_copy(app, send, tmp_path, backend):
     )
     listed = restored.test_client().get("/messages").get_json()
     assert [m["message_id"] for m in listed["data"]] == ["m1"]
+
+
+def test_import_skips_purged_messages(app, client, send, tmp_path):
+    # A purged message imported again stays purged, as a provider's retry of it would.
+    for message_id in ("gone-1", "gone-2"):
+        assert send(message_id=message_id).status_code == 200
+    with app.app_context():
+        assert store.purge("2999-01-01T00:00:00Z") == 2
+    lines = [json.dumps(sample_message(message_id=i)) for i in ("gone-1", "new-1", "gone-2")]
+    path = tmp_path / "in.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["import", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "imported 1 new message (2 skipped: already stored or purged" in result.output
+    listed = client.get("/messages").get_json()
+    assert [m["message_id"] for m in listed["data"]] == ["new-1"] and listed["total"] == 1

@@ -111,3 +111,35 @@ def test_one_purge_at_a_time(app):
                 assert retention.purge_once(dict(app.config, RETENTION_DAYS=1)) is None
         with store.exclusive_purge() as again:
             assert again is True
+
+
+@pytest.mark.parametrize(
+    ("first", "took_s", "sizes", "pauses"),
+    [
+        # Each batch held the writer 40 ms: the next ones are as small as allowed (20 rows).
+        (40, 0.040, [40, 20, 20], [0.040, 0.040]),
+        # Each took 1 ms: they double (at most) toward the 10 ms hold.
+        (5, 0.001, [5, 10, 20, 40, 80], [0.02] * 4),
+    ],
+)
+def test_purge_batches_adapt_to_how_long_they_hold_the_writer(
+    app, send, monkeypatch, first, took_s, sizes, pauses
+):
+    for i in range(60):
+        assert send(message_id=f"m{i}").status_code == 200
+    with app.app_context():
+        backend, seen, slept = store.backend(), [], []
+        purge_batch = backend.purge
+
+        def spy(before, limit, purged_at):
+            seen.append(limit)
+            done, _ = purge_batch(before, limit, purged_at)
+            return done, took_s  # as if each batch held the writer took_s
+
+        monkeypatch.setattr(backend, "purge", spy)
+        monkeypatch.setattr(store, "PURGE_BATCH", first)
+        purged = store.purge(FUTURE, sleep=slept.append)
+    assert purged == 60
+    assert seen == sizes
+    assert slept == pytest.approx(pauses)
+    assert stored_total(app.test_client()) == 0

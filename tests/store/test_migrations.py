@@ -100,6 +100,28 @@ def test_concurrent_upgrades_apply_once(database_url):
     assert apps[3].test_client().get("/messages").get_json()["total"] == 1
 
 
+def test_hour_counts_are_backfilled_by_0006(app, send):
+    # Rows stored before revision 0006 are counted by it: since= totals stay exact across it.
+    stamps = ["2025-01-15T09:59:59Z", "2025-01-15T10:00:00Z", "2025-01-15T10:30:00.5Z"]
+    for i, ts in enumerate(stamps):
+        assert send(sample_message(message_id=f"m{i}", ts=ts)).status_code == 200
+    flask_db(app, "downgrade", "0003")
+    assert not {"ts_hour_counts", "arrival_hour_counts"} & tables(app)
+    flask_db(app, "upgrade")
+    client = app.test_client()
+    for since, expected in [
+        ("2025-01-15T09:59:59Z", 3),
+        ("2025-01-15T10:00:00Z", 2),
+        ("2025-01-15T10:30:00.6Z", 0),
+    ]:
+        assert client.get("/messages", query_string={"since": since}).get_json()["total"] == (
+            expected
+        ), since
+    with app.app_context(), db.engine.connect() as connection:
+        arrived = connection.exec_driver_sql("SELECT sum(count) FROM arrival_hour_counts").scalar()
+    assert arrived == 3
+
+
 @pytest.fixture
 def release_1_0_database(tmp_path):
     path = tmp_path / "app.db"
@@ -137,6 +159,16 @@ def test_release_1_0_database_upgrades_in_place(release_1_0_database, how):
     assert stats["total_messages"] == 3
     assert stats["messages_per_sender"][0] == {"from": "+919876543210", "count": 2}
     assert client.get("/messages", query_string={"q": "école"}).get_json()["total"] == 1
+    # Revision 0006 counted the old rows per hour: since= totals come from those counts.
+    for since, expected in [
+        ("2025-01-15", 3),
+        ("2025-01-15T09:00:00.3Z", 2),
+        ("2025-01-16", 1),
+        ("2025-01-17", 0),
+    ]:
+        assert client.get("/messages", query_string={"since": since}).get_json()["total"] == (
+            expected
+        ), since
 
     # And it keeps working as a current database: a new message, a duplicate of an old one.
     send = Sender(client)

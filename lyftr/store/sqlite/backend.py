@@ -13,12 +13,13 @@ import fcntl
 import os
 import shutil
 import sqlite3
+import time
 from contextlib import contextmanager
 
 from sqlalchemy.exc import OperationalError
 
 from lyftr.config import sqlite_path
-from lyftr.store import database_errors, sql
+from lyftr.store import commit_signal, database_errors, sql
 from lyftr.store.backend import MessageRecord
 from lyftr.store.folding import indexed_text
 from lyftr.store.sqlite import bulk, positions, reads
@@ -38,6 +39,8 @@ _STORED_OR_PURGED = (
 )
 PURGE_LOCK_SUFFIX = "-purge.lock"
 _SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
+_COUNT_TS_HOUR = sql.count_hours("ts_hour_counts")
+_COUNT_ARRIVAL_HOUR = sql.count_hours("arrival_hour_counts")
 
 
 class SQLiteBackend:
@@ -49,6 +52,14 @@ class SQLiteBackend:
         self.path = sqlite_path(str(engine.url))
         self.connections = ConnectionCache(engine)
         self.writer = WriterQueue(self.path, config["DB_BUSY_TIMEOUT_MS"])
+        self.commit_signal = commit_signal.Polling()
+
+    def commits_seen(self):
+        return self.commit_signal.seen()
+
+    def wait_for_commit(self, seen, timeout):
+        """See ``backend.Backend``: one host, no signal: a polling interval."""
+        self.commit_signal.wait(seen, timeout)
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -156,16 +167,39 @@ class SQLiteBackend:
 
     def bulk_insert(self, messages, *, batch_size=bulk.BATCH_ROWS):
         """See ``backend.Backend``: each batch is one transaction, so the search index and the
-        counts never disagree with the rows."""
-        stored = 0
-        for batch in sql.batched(messages, batch_size):
-            created_at = now_iso()
-            rows = [sql.message_values(m, created_at) for m in batch]
-            with self.write_transaction() as connection:
-                stored += bulk.load_batch(connection, rows)
+        counts never disagree with the rows. The write turn is taken per batch: ingest goes on
+        between them."""
+        stored, unchecked = 0, 0
+        with self._bulk_connection() as connection:
+            for batch in sql.batched(messages, batch_size):
+                created_at = now_iso()
+                rows = [sql.message_values(m, created_at) for m in batch]
+                with self.writer.turn(), connection.begin():
+                    stored += bulk.load_batch(connection, rows)
+                unchecked += len(rows)
+                if unchecked >= bulk.CHECKPOINT_ROWS:
+                    connection.connection.driver_connection.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchall()
+                    unchecked = 0
         if stored >= bulk.MERGE_AFTER_ROWS:
             self.merge_search_index()
         return stored
+
+    @contextmanager
+    def _bulk_connection(self):
+        """A write connection that leaves checkpoints to the loader (set on the driver's connection
+        outside any transaction, and restored)."""
+        self._make_directory()
+        with self.engine.connect() as connection:
+            connection.execution_options(write=True)
+            driver = connection.connection.driver_connection
+            every = driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            driver.execute("PRAGMA wal_autocheckpoint = 0")
+            try:
+                yield connection
+            finally:
+                driver.execute(f"PRAGMA wal_autocheckpoint = {int(every)}")
 
     def merge_search_index(self):
         """Merge every segment of the search index into one, in short write transactions."""
@@ -209,15 +243,18 @@ class SQLiteBackend:
         return [MessageRecord._make(row) for row in rows]
 
     def purge(self, before, limit, purged_at):
-        """See ``backend.Backend``."""
-        with self.writer.turn(), self._immediate() as cursor:
-            rows = cursor.execute(
-                "SELECT rowid, message_id, from_msisdn FROM messages WHERE created_at < :before "
-                "ORDER BY created_at, message_id LIMIT :n",
-                {"before": before, "n": limit},
-            ).fetchall()
-            _forget_rows(cursor, rows, purged_at)
-        return len(rows)
+        """See ``backend.Backend``: the time held is from taking the write turn to the commit."""
+        with self.writer.turn():
+            started = time.monotonic()
+            with self._immediate() as cursor:
+                rows = cursor.execute(
+                    "SELECT rowid, message_id, from_msisdn, ts_key, created_at FROM messages "
+                    "WHERE created_at < :before "
+                    "ORDER BY created_at, message_id LIMIT :n",
+                    {"before": before, "n": limit},
+                ).fetchall()
+                _forget_rows(cursor, rows, purged_at)
+            return len(rows), time.monotonic() - started
 
     def count_purgeable(self, before):
         with self.connections.connection() as connection:
@@ -303,7 +340,7 @@ class SQLiteBackend:
     def arrivals_per_hour(self, hours):
         statement, params = sql.arrivals_per_hour(hours)
         with self.connections.connection() as connection:
-            return [tuple(row) for row in connection.execute(statement, params).fetchall()]
+            return sql.hours_in_order(hours, connection.execute(statement, params).fetchall())
 
     @contextmanager
     def _snapshot(self):
@@ -317,18 +354,22 @@ class SQLiteBackend:
 
 
 def _forget_rows(cursor, rows, purged_at):
-    """Delete ``rows`` (rowid, message_id, from) with their search entries and counts, and keep
-    their IDs in purged_ids."""
+    """Delete ``rows`` (rowid, message_id, from, ts_key, created_at) with their search entries and
+    counts, and keep their IDs in purged_ids."""
     senders = {}
-    for _, _, sender in rows:
-        senders[sender] = senders.get(sender, 0) + 1
+    for row in rows:
+        senders[row[2]] = senders.get(row[2], 0) + 1
     cursor.executemany(
         sql.REMEMBER_PURGED,
-        [{"message_id": message_id, "purged_at": purged_at} for _, message_id, _ in rows],
+        [{"message_id": row[1], "purged_at": purged_at} for row in rows],
     )
     for sender, n in senders.items():
         cursor.execute(sql.DISCOUNT_SENDER, {"n": n, "from_msisdn": sender})
         cursor.execute(sql.DROP_EMPTY_SENDER, {"from_msisdn": sender})
+    for column, table in ((3, "ts_hour_counts"), (4, "arrival_hour_counts")):
+        hours = sql.hour_counts((row[column] for row in rows), sign=-1)
+        cursor.executemany(sql.count_hours(table), hours)
+        cursor.executemany(sql.drop_empty_hours(table, ":hour"), hours)
     cursor.executemany("DELETE FROM messages_fts WHERE rowid = ?", [(r[0],) for r in rows])
     cursor.executemany("DELETE FROM messages WHERE rowid = ?", [(r[0],) for r in rows])
 
@@ -337,7 +378,10 @@ def _store(cursor, delivery):
     found = cursor.execute(_INSERT_ONE, delivery.row).fetchall()
     if not found:
         return False
-    cursor.execute(sql.COUNT_SENDER, {"from_msisdn": delivery.row[1], "n": 1})
+    row = delivery.row
+    cursor.execute(sql.COUNT_SENDER, {"from_msisdn": row[1], "n": 1})
+    cursor.execute(_COUNT_TS_HOUR, {"hour": row[4][: sql.HOUR], "n": 1})
+    cursor.execute(_COUNT_ARRIVAL_HOUR, {"hour": row[9][: sql.HOUR], "n": 1})
     if delivery.folded:
         cursor.execute(_SEARCH_ONE, (found[0][0], delivery.folded))
     return True

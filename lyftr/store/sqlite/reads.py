@@ -102,6 +102,8 @@ def total(connection, filters, params, from_msisdn, since_key, search):
             query, args = sql.TOTAL, {}
         else:
             query, args = sql.SENDER_TOTAL, params
+    elif search is None and from_msisdn is None:
+        query, args = sql.SINCE_TOTAL, sql.since_total_params(since_key)
     elif search is not None and not filters and search[0] != "exact":
         kind, _, args = search
         if kind == "index":
