@@ -114,6 +114,56 @@ class MessageRecordSchema(MessageSchema):
         },
     )
 
+    channel = fields.String(
+        required=True,
+        metadata={
+            "description": "How it travelled: 'webhook', 'whatsapp', 'sms', 'mms', or the "
+            "channel Twilio names in the sender's address ('messenger', ...).",
+            "example": "whatsapp",
+        },
+    )
+    sender_name = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "WhatsApp's profile name, Twilio's ProfileName."},
+    )
+    media = fields.List(
+        fields.Dict(),
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Attachments: {id or url, mime_type, sha256, filename, caption}, the "
+            "keys the provider sent; null when there are none."
+        },
+    )
+    location = fields.Dict(
+        required=True,
+        allow_none=True,
+        metadata={"description": "A shared location: {latitude, longitude, name, address}."},
+    )
+    reply_to = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The message_id it replies to (context.id, OriginalRepliedMessageSid)."
+        },
+    )
+    reactions = fields.List(
+        fields.Dict(),
+        required=True,
+        metadata={"description": "Reactions to this message: [{from, emoji, ts}], one per sender."},
+    )
+    edited_at = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When an edit replaced its text (the edit's ts)."},
+    )
+    revoked_at = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When the sender deleted it; its text is then null."},
+    )
+
 
 class FeedPageSchema(Schema):
     """200 of GET /feed."""

@@ -265,6 +265,15 @@ class ImportedMessageSchema(WebhookMessageSchema):
     type = Text(load_default="text")
     raw = fields.Raw(load_default=None, allow_none=True)
     received_at = Text(load_default=None, allow_none=True)
+    # The normalized record's fields, as `flask export` writes them.
+    channel = Text(load_default="webhook")
+    sender_name = Text(load_default=None, allow_none=True)
+    media = fields.List(fields.Dict(), load_default=None, allow_none=True)
+    location = fields.Dict(load_default=None, allow_none=True)
+    reply_to = Text(load_default=None, allow_none=True)
+    reactions = fields.List(fields.Dict(), load_default=None, allow_none=True)
+    edited_at = Text(load_default=None, allow_none=True)
+    revoked_at = Text(load_default=None, allow_none=True)
 
     @validates("to_msisdn")
     def check_msisdn(self, value, **kwargs):
@@ -288,7 +297,8 @@ class ImportedMessageSchema(WebhookMessageSchema):
 
     @post_load
     def add_stored_form(self, data, **kwargs):
-        data["raw"] = json.dumps(data["raw"]) if data["raw"] is not None else None
+        for name in ("raw", "media", "location", "reactions"):
+            data[name] = json.dumps(data[name]) if data[name] is not None else None
         received_at = data.pop("received_at")
         if received_at is not None:
             data["created_at"] = parse_instant(received_at)

@@ -37,6 +37,15 @@ class MessageRecord(NamedTuple):
     received_at: str
     raw: str | None
     seq: int | None  # the feed position; None until the message is numbered (backend.sequence)
+    # The normalized record (docs/api.md); media, location and reactions as JSON text.
+    channel: str = "webhook"
+    sender_name: str | None = None
+    media: str | None = None
+    location: str | None = None
+    reply_to: str | None = None
+    reactions: str | None = None
+    edited_at: str | None = None
+    revoked_at: str | None = None
 
 
 class Stats(NamedTuple):

@@ -30,6 +30,15 @@ class Message(db.Model):
     provider: Mapped[str] = mapped_column(String, nullable=False, server_default="webhook")
     type: Mapped[str] = mapped_column(String, nullable=False, server_default="text")
     raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The normalized record (see docs/api.md): JSON documents as text, like raw.
+    channel: Mapped[str] = mapped_column(String, nullable=False, server_default="webhook")
+    sender_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    media: Mapped[str | None] = mapped_column(Text, nullable=True)
+    location: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reply_to: Mapped[str | None] = mapped_column(String, nullable=True)
+    reactions: Mapped[str | None] = mapped_column(Text, nullable=True)
+    edited_at: Mapped[str | None] = mapped_column(String, nullable=True)
+    revoked_at: Mapped[str | None] = mapped_column(String, nullable=True)
     # Position in the feed: given after commit (storage.sequence), unique, never reused.
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 

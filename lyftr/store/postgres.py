@@ -37,7 +37,9 @@ _COUNT = text(sql.COUNT_SENDER)
 _STAGE = (
     "CREATE TEMPORARY TABLE lyftr_bulk (position bigint, message_id text, from_msisdn text, "
     "to_msisdn text, ts text, ts_key text, text text, provider text, type text, raw text, "
-    "created_at text, text_escaped boolean, text_folded text) ON COMMIT DROP"
+    "created_at text, channel text, sender_name text, media text, location text, reply_to text, "
+    "reactions text, edited_at text, revoked_at text, text_escaped boolean, text_folded text) "
+    "ON COMMIT DROP"
 )
 
 
@@ -327,7 +329,7 @@ def _row(message, created_at):
 def _record(row):
     """A MessageRecord from a row of RECORD_COLUMNS and text_escaped."""
     text_value = json.loads(row.text) if row.text_escaped else row.text
-    return MessageRecord(*row[:4], text_value, *row[5:10])
+    return MessageRecord(*row[:4], text_value, *row[5:-1])
 
 
 def _like_pattern(folded):

@@ -18,7 +18,11 @@ from helpers import (
 )
 
 CONTRACT_FIELDS = ["message_id", "from", "to", "ts", "text"]
-RECORD_FIELDS = [*CONTRACT_FIELDS, "seq", "provider", "type", "received_at", "raw"]
+RECORD_FIELDS = [
+    *CONTRACT_FIELDS,
+    *("seq", "provider", "type", "received_at", "raw", "channel", "sender_name", "media"),
+    *("location", "reply_to", "reactions", "edited_at", "revoked_at"),
+]
 TOKEN = "dashboard-token"
 
 
@@ -45,6 +49,8 @@ def test_webhook_message_record(client, send):
     assert list(record) == RECORD_FIELDS
     assert {k: record[k] for k in CONTRACT_FIELDS} == message
     assert (record["provider"], record["type"], record["raw"]) == ("webhook", "text", None)
+    assert record["channel"] == "webhook"
+    assert [record[k] for k in RECORD_FIELDS[-7:]] == [None, None, None, None, [], None, None]
     assert start <= received_at(record) <= end
 
 
