@@ -15,6 +15,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from lyftr.extensions import db
 
+# An auto-numbered key: SQLite numbers only an INTEGER PRIMARY KEY (its rowid).
+SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
 
 class Message(db.Model):
     __tablename__ = "messages"
@@ -68,3 +71,55 @@ class PurgedId(db.Model):
     purged_at: Mapped[str] = mapped_column(String, nullable=False)
 
     __table_args__ = (Index("ix_purged_ids_purged_at", "purged_at"),)
+
+
+class Status(db.Model):
+    """A delivery status event (sent, delivered, read, failed, ...) of a message, once per
+    (provider, message_id, status): a redelivered or repeated receipt changes nothing."""
+
+    __tablename__ = "statuses"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String, nullable=False)
+    message_id: Mapped[str] = mapped_column(String, nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    ts: Mapped[str] = mapped_column(String, nullable=False)
+    ts_key: Mapped[str] = mapped_column(String, nullable=False)
+    recipient: Mapped[str | None] = mapped_column(String, nullable=True)
+    errors: Mapped[str | None] = mapped_column(Text, nullable=True)
+    raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+    received_at: Mapped[str] = mapped_column(String, nullable=False)
+
+    __table_args__ = (
+        Index("ix_statuses_once", "provider", "message_id", "status", unique=True),
+        Index("ix_statuses_message_id", "message_id", "id"),
+    )
+
+
+class Rejection(db.Model):
+    """A refused delivery (the newest REJECTIONS_KEEP): why, from where, and the body's hash and
+    size; the body itself only when the request was authentic."""
+
+    __tablename__ = "rejections"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    at: Mapped[str] = mapped_column(String, nullable=False)
+    provider: Mapped[str] = mapped_column(String, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    client: Mapped[str | None] = mapped_column(String, nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body_sha256: Mapped[str | None] = mapped_column(String, nullable=True)
+    body_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PendingAction(db.Model):
+    """An edit, revoke or reaction whose target message is not stored yet: applied when it is."""
+
+    __tablename__ = "pending_actions"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    target_id: Mapped[str] = mapped_column(String, nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: see store.actions
+
+    __table_args__ = (Index("ix_pending_actions_target", "target_id", "id"),)

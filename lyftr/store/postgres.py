@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import text
 
-from lyftr.store import database_errors, sql
-from lyftr.store.backend import MessageRecord, MessageRow, Stats
+from lyftr.store import actions, database_errors, events, sql
+from lyftr.store.backend import MessageRecord, MessageRow, RejectionRow, Stats, StatusRow
 from lyftr.store.folding import NUL_STANDIN, index_answers, indexed_text
 from lyftr.timestamps import now_iso
 
@@ -120,9 +120,45 @@ class PostgresBackend:
             connection.execute(_COUNT, {"from_msisdn": message["from_msisdn"], "n": 1})
         return True
 
-    def insert_batch(self, messages):
-        """See ``backend.Backend``: the bulk load's one transaction, at any size."""
-        return self._insert_batch(messages, numbered=False) if messages else 0
+    def insert_batch(self, messages, actions=()):
+        """See ``backend.Backend``: each row inserted as ``insert_message`` does, all in one
+        transaction (a provider's batch is small; bulk loads use ``bulk_insert``)."""
+        created_at = now_iso()
+        with self.engine.begin() as connection:
+            created_ids = []
+            for message in messages:
+                if connection.execute(_INSERT, _row(message, created_at)).first() is None:
+                    continue
+                connection.execute(_COUNT, {"from_msisdn": message["from_msisdn"], "n": 1})
+                created_ids.append(message["message_id"])
+            events.apply_actions(
+                _executor(connection),
+                lambda target, changes: _write_changes(connection, target, changes),
+                created_ids,
+                actions,
+            )
+        return len(created_ids)
+
+    # --- statuses and rejections (``events``) -------------------------------------------------
+
+    def insert_statuses(self, statuses):
+        with self.engine.begin() as connection:
+            return events.insert_statuses(_executor(connection), statuses)
+
+    def record_rejection(self, rejection, keep):
+        with self.engine.begin() as connection:
+            events.record_rejection(_executor(connection), rejection, keep)
+
+    def list_statuses(self, **query):
+        statement, params = events.list_statuses(**query)
+        with self.engine.connect() as connection:
+            return [StatusRow._make(row) for row in connection.execute(text(statement), params)]
+
+    def list_rejections(self, **query):
+        statement, params = events.list_rejections(**query)
+        with self.engine.connect() as connection:
+            rows = connection.execute(text(statement), params)
+            return [RejectionRow._make(row) for row in rows]
 
     def get_message(self, message_id):
         """See ``backend.Backend``."""
@@ -330,6 +366,23 @@ def _record(row):
     """A MessageRecord from a row of RECORD_COLUMNS and text_escaped."""
     text_value = json.loads(row.text) if row.text_escaped else row.text
     return MessageRecord(*row[:4], text_value, *row[5:-1])
+
+
+def _executor(connection):
+    def execute(statement, params):
+        result = connection.execute(text(statement), params)
+        return result.all() if result.returns_rows else []
+
+    return execute
+
+
+def _write_changes(connection, target, changes):
+    """An action's changes to ``target``, its search columns rewritten if its text changed."""
+    if "text" in changes:
+        stored, escaped, folded = _stored_text(changes["text"])
+        changes = {**changes, "text": stored, "text_escaped": escaped, "text_folded": folded}
+    statement = actions.update_statement(changes, key="target_id")
+    connection.execute(text(statement), {**changes, "target_id": target})
 
 
 def _like_pattern(folded):

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from sqlalchemy.exc import OperationalError
 
 from lyftr.config import sqlite_path
-from lyftr.store import database_errors, sql
-from lyftr.store.backend import MessageRecord
+from lyftr.store import actions, database_errors, events, sql
+from lyftr.store.backend import MessageRecord, RejectionRow, StatusRow
 from lyftr.store.folding import indexed_text
 from lyftr.store.sqlite import bulk, positions, reads
 from lyftr.store.sqlite.connections import ConnectionCache, as_sqlalchemy_error, tune
@@ -106,7 +106,7 @@ class SQLiteBackend:
             finally:
                 cursor.close()
 
-    def insert_batch(self, messages):
+    def insert_batch(self, messages, actions=()):
         """See ``backend.Backend``."""
         created_at = now_iso()
         deliveries = [
@@ -116,8 +116,34 @@ class SQLiteBackend:
             for m in messages
         ]
         with self.writer.turn(), self._immediate() as cursor:
-            stored = sum(_store(cursor, delivery) for delivery in deliveries)
-        return stored
+            created_ids = [d.row[0] for d in deliveries if _store(cursor, d)]
+            events.apply_actions(
+                _executor(cursor),
+                lambda target, changes: _write_changes(cursor, target, changes),
+                created_ids,
+                actions,
+            )
+        return len(created_ids)
+
+    # --- statuses and rejections (``events``) -------------------------------------------------
+
+    def insert_statuses(self, statuses):
+        with self.writer.turn(), self._immediate() as cursor:
+            return events.insert_statuses(_executor(cursor), statuses)
+
+    def record_rejection(self, rejection, keep):
+        with self.writer.turn(), self._immediate() as cursor:
+            events.record_rejection(_executor(cursor), rejection, keep)
+
+    def list_statuses(self, **query):
+        statement, params = events.list_statuses(**query)
+        with self.connections.connection() as connection:
+            return [StatusRow._make(row) for row in connection.execute(statement, params)]
+
+    def list_rejections(self, **query):
+        statement, params = events.list_rejections(**query)
+        with self.connections.connection() as connection:
+            return [RejectionRow._make(row) for row in connection.execute(statement, params)]
 
     def get_message(self, message_id):
         """See ``backend.Backend``."""
@@ -331,6 +357,22 @@ def _forget_rows(cursor, rows, purged_at):
         cursor.execute(sql.DROP_EMPTY_SENDER, {"from_msisdn": sender})
     cursor.executemany("DELETE FROM messages_fts WHERE rowid = ?", [(r[0],) for r in rows])
     cursor.executemany("DELETE FROM messages WHERE rowid = ?", [(r[0],) for r in rows])
+
+
+def _executor(cursor):
+    return lambda statement, params: cursor.execute(statement, params).fetchall()
+
+
+def _write_changes(cursor, target, changes):
+    """An action's changes to ``target``, its search entry rewritten if its text changed."""
+    cursor.execute(actions.update_statement(changes), {**changes, "message_id": target})
+    if "text" in changes:
+        rowid = cursor.execute(
+            "SELECT rowid FROM messages WHERE message_id = ?", (target,)
+        ).fetchone()[0]
+        cursor.execute("DELETE FROM messages_fts WHERE rowid = ?", (rowid,))
+        if changes["text"]:
+            cursor.execute(_SEARCH_ONE, (rowid, indexed_text(changes["text"])))
 
 
 def _store(cursor, delivery):
