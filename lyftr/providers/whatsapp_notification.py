@@ -152,9 +152,9 @@ def _row(message, recipient, contacts, contact, raw, loc):
         action["emoji"] = emoji
     elif kind == record.EDIT:
         action.update(text=row["text"], media=found["media"], location=found["location"])
-        # The edited message shows the new text; the edit itself is delivered in /feed, not
-        # searched twice (nor found after a revoke of its target).
-        row["text"] = None
+        # The edited message shows the new content; the edit itself is delivered in /feed (its
+        # raw says what changed), not searched twice (nor found after a revoke of its target).
+        row.update(text=None, media=None, location=None)
     return row, action
 
 
