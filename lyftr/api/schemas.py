@@ -25,6 +25,8 @@ MSISDN = re.compile(r"\+[0-9]{1,15}")
 # WhatsApp's business-scoped user ID, a sender's ID where no phone number is shared: the country
 # code, an optional ENT (a parent ID), and an alphanumeric identifier ("US.13491208655302741918").
 USER_ID = re.compile(r"[A-Z]{2}(\.ENT)?\.[A-Za-z0-9]{1,64}")
+# A Twilio sender on another channel, kept with its channel's prefix ("messenger:1234567890").
+CHANNEL_ID = re.compile(r"[a-z]{2,20}:[!-~]{1,256}")
 MESSAGE_ID_MAX = 256
 TEXT_MAX = 4096
 
@@ -169,7 +171,8 @@ class MessagesQuerySchema(Schema):
         load_default=None,
         metadata={
             **MSISDN_DOC,
-            "description": "Exact sender, '+' then 1 to 15 digits. An unencoded '+' (read as a "
+            "description": "Exact sender, '+' then 1 to 15 digits (or a stored sender ID: "
+            "'US.…', 'messenger:…'). An unencoded '+' (read as a "
             "space in a query string) is taken as '+'.",
         },
     )
@@ -208,10 +211,12 @@ class MessagesQuerySchema(Schema):
 
     @validates("from_msisdn")
     def check_from(self, value, **kwargs):
-        if value is not None and not (MSISDN.fullmatch(value) or USER_ID.fullmatch(value)):
+        ids = (MSISDN, USER_ID, CHANNEL_ID)
+        if value is not None and not any(pattern.fullmatch(value) for pattern in ids):
             raise ValidationError(
-                "Value should be '+' followed by 1 to 15 digits (E.164), "
-                "or a WhatsApp user ID such as US.13491208655302741918"
+                "Value should be '+' followed by 1 to 15 digits (E.164), a WhatsApp user ID "
+                "such as US.13491208655302741918, or a channel's sender ID such as "
+                "messenger:1234567890"
             )
 
     @validates("since")
