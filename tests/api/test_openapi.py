@@ -128,6 +128,9 @@ def test_operations_have_ids_and_document_their_errors(document):
         ("webhook-id", False),
         ("webhook-timestamp", False),
         ("webhook-signature", False),
+        ("svix-id", False),
+        ("svix-timestamp", False),
+        ("svix-signature", False),
     ]
     messages = document["paths"]["/messages"]["get"]
     assert set(messages["responses"]) >= {"200", "401", "422"}
