@@ -8,6 +8,8 @@ run SQL and keep their search index (``write``: see ``apply_actions``).
 
 import json
 
+from sqlalchemy import text
+
 from lyftr.store import actions as act
 
 STATUS_COLUMNS = (
@@ -43,6 +45,16 @@ INSERT_REJECTION = (
 # The newest ``keep``: ids only grow, so everything ``keep`` or more below the newest goes.
 TRIM_REJECTIONS = "DELETE FROM rejections WHERE id <= :newest - :keep"
 ANY_PENDING = "SELECT 1 FROM pending_actions LIMIT 1"
+
+
+def executor(connection):
+    """``execute`` on a SQLAlchemy connection (SQLite's backend binds its cursor's own)."""
+
+    def execute(statement, params):
+        result = connection.execute(text(statement), params)
+        return result.all() if result.returns_rows else []
+
+    return execute
 
 
 def insert_statuses(execute, statuses):

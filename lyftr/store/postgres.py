@@ -132,7 +132,7 @@ class PostgresBackend:
                 connection.execute(_COUNT, {"from_msisdn": message["from_msisdn"], "n": 1})
                 created_ids.append(message["message_id"])
             events.apply_actions(
-                _executor(connection),
+                events.executor(connection),
                 lambda target, changes: _write_changes(connection, target, changes),
                 created_ids,
                 actions,
@@ -143,19 +143,21 @@ class PostgresBackend:
 
     def insert_statuses(self, statuses):
         with self.engine.begin() as connection:
-            return events.insert_statuses(_executor(connection), statuses)
+            return events.insert_statuses(events.executor(connection), statuses)
 
     def record_rejection(self, rejection, keep):
         with self.engine.begin() as connection:
-            events.record_rejection(_executor(connection), rejection, keep)
+            events.record_rejection(events.executor(connection), rejection, keep)
 
-    def list_statuses(self, **query):
-        statement, params = events.list_statuses(**query)
+    def list_statuses(self, *, message_id, status, since_key, after, limit):
+        statement, params = events.list_statuses(
+            message_id=message_id, status=status, since_key=since_key, after=after, limit=limit
+        )
         with self.engine.connect() as connection:
             return [StatusRow._make(row) for row in connection.execute(text(statement), params)]
 
-    def list_rejections(self, **query):
-        statement, params = events.list_rejections(**query)
+    def list_rejections(self, *, provider, before, limit):
+        statement, params = events.list_rejections(provider=provider, before=before, limit=limit)
         with self.engine.connect() as connection:
             rows = connection.execute(text(statement), params)
             return [RejectionRow._make(row) for row in rows]
@@ -366,14 +368,6 @@ def _record(row):
     """A MessageRecord from a row of RECORD_COLUMNS and text_escaped."""
     text_value = json.loads(row.text) if row.text_escaped else row.text
     return MessageRecord(*row[:4], text_value, *row[5:-1])
-
-
-def _executor(connection):
-    def execute(statement, params):
-        result = connection.execute(text(statement), params)
-        return result.all() if result.returns_rows else []
-
-    return execute
 
 
 def _write_changes(connection, target, changes):

@@ -135,13 +135,15 @@ class SQLiteBackend:
         with self.writer.turn(), self._immediate() as cursor:
             events.record_rejection(_executor(cursor), rejection, keep)
 
-    def list_statuses(self, **query):
-        statement, params = events.list_statuses(**query)
+    def list_statuses(self, *, message_id, status, since_key, after, limit):
+        statement, params = events.list_statuses(
+            message_id=message_id, status=status, since_key=since_key, after=after, limit=limit
+        )
         with self.connections.connection() as connection:
             return [StatusRow._make(row) for row in connection.execute(statement, params)]
 
-    def list_rejections(self, **query):
-        statement, params = events.list_rejections(**query)
+    def list_rejections(self, *, provider, before, limit):
+        statement, params = events.list_rejections(provider=provider, before=before, limit=limit)
         with self.connections.connection() as connection:
             return [RejectionRow._make(row) for row in connection.execute(statement, params)]
 
