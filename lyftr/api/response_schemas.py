@@ -84,8 +84,8 @@ class MessageRecordSchema(MessageSchema):
         required=True,
         metadata={
             "description": "WhatsApp's message type as sent (text, image, reaction, interactive, "
-            "location, ...; 'unknown' when it sent none); Twilio: 'text', or 'media' when "
-            "NumMedia > 0; 'text' for /webhook.",
+            "location, edit, revoke, ...; 'unknown' when it sent none); Twilio: MessageType, else "
+            "'text', or 'media' when NumMedia > 0; 'text' for /webhook.",
             "example": "image",
         },
     )
@@ -100,9 +100,10 @@ class MessageRecordSchema(MessageSchema):
         required=True,
         allow_none=True,
         metadata={
-            "description": "What the provider sent for this message, exactly: WhatsApp's message "
-            "object, Twilio's form fields (a field sent several times: the list of its values); "
-            "null for /webhook."
+            "description": "What the provider sent for this message, exactly: WhatsApp's "
+            "{message, contact, metadata, entry_id, errors} (rows stored before revision 0004: "
+            "the message object), Twilio's form fields (a field sent several times: the list of "
+            "its values), a Standard Webhooks envelope; null for /webhook and after a revoke."
         },
     )
     seq = fields.Integer(

@@ -53,9 +53,13 @@ RECEIVE_OPERATION = {
     "operationId": "receiveTwilioMessage",
     "summary": "An incoming SMS or WhatsApp message from Twilio, stored exactly once.",
     "description": (
-        "Checks, in order: body size (413), X-Twilio-Signature (401; nothing is stored), then "
-        "the form (422). A MessageSid already stored is a duplicate: 200, nothing changes. "
-        "The answer is an empty TwiML document: no reply is sent to the user."
+        "Checks, in order: body size (413), X-Twilio-Signature (401; nothing is stored; "
+        "TWILIO_AUTH_TOKEN_PREVIOUS is accepted too while set), then the form (422). A "
+        "MessageSid already stored is a duplicate: 200, nothing changes. A status callback "
+        "(MessageStatus or SmsStatus, no Body) is stored as a status event (GET /statuses), "
+        "once per MessageSid and status. The path may end with '/'. The answer is an empty "
+        "TwiML document: no reply is sent to the user. Every refusal is kept for GET "
+        "/rejections."
     ),
     "tags": ["providers"],
     "parameters": [

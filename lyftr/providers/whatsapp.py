@@ -2,9 +2,10 @@
 
 ``GET /webhooks/whatsapp`` answers Meta's verification request with its challenge when the verify
 token matches. ``POST /webhooks/whatsapp`` takes a notification signed with the app secret
-(``X-Hub-Signature-256``); every message in it becomes a row like a /webhook message, all of them
-in one transaction. Status receipts and other fields are acknowledged, counted and logged (IDs
-only), not stored.
+(``X-Hub-Signature-256``); every message in it becomes a normalized record
+(``whatsapp_notification``), all of them in one transaction, and a message that cannot be stored is
+quarantined as a rejection while the rest is stored. Status receipts are stored as status events;
+other fields are acknowledged, counted and logged.
 """
 
 import hmac
@@ -108,12 +109,14 @@ RECEIVE_OPERATION = {
     "summary": "A WhatsApp Cloud API notification: every message in it stored exactly once.",
     "description": (
         "Checks, in order: body size (413), X-Hub-Signature-256 (401; nothing is parsed or "
-        "stored), then the notification (422; nothing is stored). Every message of every "
-        "'messages' change is stored, all in one transaction: all of them or none. Messages "
-        "already stored are duplicates (the first write wins), so a redelivered batch "
-        "answers 200 and stores nothing new. statuses[] and changes of other fields are "
-        "acknowledged with 200, counted (whatsapp_updates_total) and logged by ID; they are "
-        "not stored."
+        "stored), then the notification's shape (422; nothing is stored). Every message of "
+        "every 'messages' change is read on its own: those that can be stored are stored in "
+        "one transaction, each one that cannot is kept as a rejection (GET /rejections) and "
+        "the answer is still 200. Messages already stored are duplicates (the first write "
+        "wins), so a redelivered batch answers 200 and stores nothing new. Edits, revokes and "
+        "reactions are applied to the message they name. statuses[] are stored as status "
+        "events (GET /statuses); changes of other fields are acknowledged with 200, counted "
+        "(whatsapp_updates_total) and logged."
     ),
     "tags": ["providers"],
     "parameters": [
@@ -142,7 +145,7 @@ RECEIVE_OPERATION = {
         "422": json_response(
             ValidationErrorSchema,
             "Signed, but not JSON or not a WhatsApp notification (object or entry missing or "
-            "mistyped, a message without id, timestamp or sender, ...): nothing is stored.",
+            "mistyped, an entry's changes not a list): nothing is stored.",
         ),
         "500": INTERNAL_ERROR,
         "503": unavailable_response(
