@@ -43,26 +43,21 @@ _STAGE = (
 )
 
 
-# The staged rows in order (the first of a repeated message_id wins), their senders counted; with
-# NUMBERED, each given its feed position as it is written.
-def _move_staged(numbered):
-    seq_column, seq_value = (", seq", ", nextval('messages_seq')") if numbered else ("", "")
-    return (
-        "WITH added AS ("
-        f" INSERT INTO messages ({', '.join(_COLUMNS)}{seq_column})"
-        f" SELECT {', '.join(_COLUMNS)}{seq_value} FROM lyftr_bulk b"
-        " WHERE NOT EXISTS (SELECT 1 FROM purged_ids p WHERE p.message_id = b.message_id)"
-        " ORDER BY position"
-        " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn),"
-        " counted AS ("
-        " INSERT INTO sender_counts (from_msisdn, count)"
-        " SELECT from_msisdn, count(*) FROM added GROUP BY from_msisdn"
-        " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
-        " SELECT count(*) FROM added"
-    )
-
-
-_BULK_MOVE = {numbered: _move_staged(numbered) for numbered in (False, True)}
+# The staged rows in order (the first of a repeated message_id wins), their senders counted, each
+# given its feed position as it is written.
+_BULK_MOVE = (
+    "WITH added AS ("
+    f" INSERT INTO messages ({', '.join(_COLUMNS)}, seq)"
+    f" SELECT {', '.join(_COLUMNS)}, nextval('messages_seq') FROM lyftr_bulk b"
+    " WHERE NOT EXISTS (SELECT 1 FROM purged_ids p WHERE p.message_id = b.message_id)"
+    " ORDER BY position"
+    " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn),"
+    " counted AS ("
+    " INSERT INTO sender_counts (from_msisdn, count)"
+    " SELECT from_msisdn, count(*) FROM added GROUP BY from_msisdn"
+    " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
+    " SELECT count(*) FROM added"
+)
 _SELECT = f"SELECT {sql.PAGE_COLUMNS}, text_escaped FROM messages"
 # Numbers committed rows in arrival order. nextval is taken under SEQUENCE_LOCK_KEY, held to the
 # commit: a later numbering starts after this one is visible, and takes higher numbers.
@@ -93,6 +88,11 @@ _PURGE = text(
     " SELECT (SELECT count(*) FROM deleted),"
     " ARRAY(SELECT from_msisdn FROM discounted WHERE count <= 0)"
 )
+# Two-key advisory locks (a key space apart from the one-key locks above), one per message id.
+_LOCK_TARGETS = text(
+    "SELECT pg_advisory_xact_lock(7, h) FROM (SELECT DISTINCT hashtext(id) AS h"
+    " FROM unnest(CAST(:ids AS text[])) AS id ORDER BY h) AS keys"
+)
 _READ_ONLY = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
 
 
@@ -121,8 +121,7 @@ class PostgresBackend:
         return True
 
     def insert_batch(self, messages, actions=()):
-        """See ``backend.Backend``: each row inserted as ``insert_message`` does, all in one
-        transaction (a provider's batch is small; bulk loads use ``bulk_insert``)."""
+        """See ``backend.Backend``: rows inserted as ``insert_message`` does, in one transaction."""
         created_at = now_iso()
         with self.engine.begin() as connection:
             created_ids = []
@@ -131,6 +130,7 @@ class PostgresBackend:
                     continue
                 connection.execute(_COUNT, {"from_msisdn": message["from_msisdn"], "n": 1})
                 created_ids.append(message["message_id"])
+            _lock_targets(connection, {*created_ids, *(a["target"] for a in actions)})
             events.apply_actions(
                 events.executor(connection),
                 lambda target, changes: _write_changes(connection, target, changes),
@@ -248,18 +248,17 @@ class PostgresBackend:
     def bulk_insert(self, messages, *, batch_size=BULK_BATCH_ROWS):
         """Copy each batch into a temporary table, then move it with one INSERT ... SELECT."""
         batches = sql.batched(messages, batch_size)
-        return sum(self._insert_batch(batch, numbered=True) for batch in batches)
+        return sum(self._bulk_batch(batch) for batch in batches)
 
-    def _insert_batch(self, messages, *, numbered):
+    def _bulk_batch(self, messages):
         created_at = now_iso()
         with self.engine.begin() as connection:
-            if numbered:
-                # A bulk load is numbered as it is written, holding the feed's numbering lock to
-                # the commit (as sequence does), after the rows already waiting for a position.
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCE_LOCK_KEY}
-                )
-                connection.execute(_SEQUENCE, {"n": None})
+            # A bulk load is numbered as it is written, holding the feed's numbering lock to the
+            # commit (as sequence does), after the rows already waiting for a position.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCE_LOCK_KEY}
+            )
+            connection.execute(_SEQUENCE, {"n": None})
             connection.exec_driver_sql(_STAGE)
             cursor = connection.connection.driver_connection.cursor()
             columns = ", ".join(_COLUMNS)
@@ -267,7 +266,7 @@ class PostgresBackend:
                 for position, message in enumerate(messages):
                     row = _row(message, created_at)
                     copy.write_row((position, *(row[name] for name in _COLUMNS)))
-            return connection.exec_driver_sql(_BULK_MOVE[numbered]).scalar()
+            return connection.exec_driver_sql(_BULK_MOVE).scalar()
 
     def after_bulk_load(self):
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -368,6 +367,13 @@ def _record(row):
     """A MessageRecord from a row of RECORD_COLUMNS and text_escaped."""
     text_value = json.loads(row.text) if row.text_escaped else row.text
     return MessageRecord(*row[:4], text_value, *row[5:-1])
+
+
+def _lock_targets(connection, message_ids):
+    """Batches storing a message and acting on it, from any host, take turns (else each could miss
+    the other's uncommitted row); in key order, so they never deadlock."""
+    if message_ids:
+        connection.execute(_LOCK_TARGETS, {"ids": list(message_ids)})
 
 
 def _write_changes(connection, target, changes):
