@@ -99,11 +99,34 @@ EXPECTED = {
         {},
     ),
     ("system", "identity_change"): ("User identity changed", "system", None, {}),
+    # A reply to a call permission request: no words (its response is in raw).
+    ("call_permission_update", "accept"): (None, "interactive", "wamid.y==", {}),
+    ("call_permission_update", "reject"): (None, "interactive", "wamid.y==", {}),
 }
+# pywa's updates of fields other than "messages": acknowledged, not messages.
+OTHER_FIELDS = (
+    "outgoing_message",
+    "user_marketing_preferences",
+    "account_update",
+    "template_status_update",
+    "template_category_update",
+    "template_quality_update",
+    "template_components_update",
+    "call_connect",
+    "call_status",
+    "call_terminate",
+)
 
 
 def test_every_kind_in_pywas_data_is_asserted():
-    files = ("message", "callback_button", "callback_selection", "flow_completion", "system")
+    files = (
+        "message",
+        "callback_button",
+        "callback_selection",
+        "flow_completion",
+        "system",
+        "call_permission_update",
+    )
     assert {(f, case) for f in files for case in load(f)} == set(EXPECTED)
 
 
@@ -266,3 +289,12 @@ def test_a_bad_message_never_poisons_the_batch(client, wa):
     assert sorted(m["message_id"] for m in listed) == ["wamid.second", good["id"]]
     (rejection,) = client.get("/rejections").get_json()["data"]
     assert "messages.1.timestamp" in rejection["reason"]
+
+
+@pytest.mark.parametrize("file", OTHER_FIELDS)
+def test_pywas_other_fields_are_acknowledged_not_stored(client, wa, file):
+    for payload in load(file).values():
+        post(wa, payload)
+    assert client.get("/messages").get_json()["total"] == 0
+    assert client.get("/statuses").get_json()["data"] == []
+    assert client.get("/rejections").get_json()["data"] == []
