@@ -31,6 +31,10 @@ def from_env(environ=None):
         "WHATSAPP_APP_SECRET": env.get("WHATSAPP_APP_SECRET", ""),
         "WHATSAPP_APP_SECRET_PREVIOUS": env.get("WHATSAPP_APP_SECRET_PREVIOUS", ""),
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN", ""),
+        # Accepted too while set: the token before a rotation (Twilio's secondary auth token).
+        "TWILIO_AUTH_TOKEN_PREVIOUS": env.get("TWILIO_AUTH_TOKEN_PREVIOUS", ""),
+        # Refused deliveries kept for GET /rejections: the newest this many.
+        "REJECTIONS_KEEP": _int(env.get("REJECTIONS_KEEP"), 10_000),
         # The URL the public reaches this service at (Twilio signs the URL it called).
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/"),
         "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,

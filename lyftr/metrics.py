@@ -48,7 +48,16 @@ for _result in WEBHOOK_RESULTS:
 PROVIDERS = ("webhook", "whatsapp", "twilio")
 # A provider's request is accepted as a whole (its messages are counted in MESSAGES_STORED); the
 # failures are /webhook's; verified and forbidden are WhatsApp's subscription handshake.
-PROVIDER_RESULTS = ("accepted", "verified", "forbidden", *WEBHOOK_RESULTS[2:])
+# quarantined: accepted, but some of its messages could not be read (see GET /rejections); status:
+# only delivery statuses.
+PROVIDER_RESULTS = (
+    "accepted",
+    "quarantined",
+    "status",
+    "verified",
+    "forbidden",
+    *WEBHOOK_RESULTS[2:],
+)
 PROVIDER_REQUESTS = Counter(
     "provider_requests_total",
     "Requests to the providers' endpoints (/webhooks/<provider>) by outcome.",

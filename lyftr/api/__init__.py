@@ -4,9 +4,19 @@ Each endpoint is a blueprint in its own module; ``openapi`` documents every rout
 app, from the operation each view declares next to itself (``openapi.operation``).
 """
 
-from lyftr.api import errors, exporter, feed, health, messages, openapi, request_log, stats
+from lyftr.api import (
+    errors,
+    events,
+    exporter,
+    feed,
+    health,
+    messages,
+    openapi,
+    request_log,
+    stats,
+)
 
-BLUEPRINTS = (messages.bp, feed.bp, stats.bp, health.bp, openapi.bp)
+BLUEPRINTS = (messages.bp, feed.bp, events.bp, stats.bp, health.bp, openapi.bp)
 
 
 def init_app(app):

@@ -133,8 +133,20 @@ def record_item(record):
         "provider": record.provider,
         "type": record.type,
         "received_at": record.received_at,
-        "raw": json.loads(record.raw) if record.raw is not None else None,
+        "raw": _json(record.raw),
+        "channel": record.channel,
+        "sender_name": record.sender_name,
+        "media": _json(record.media),
+        "location": _json(record.location),
+        "reply_to": record.reply_to,
+        "reactions": _json(record.reactions) or [],
+        "edited_at": record.edited_at,
+        "revoked_at": record.revoked_at,
     }
+
+
+def _json(value):
+    return json.loads(value) if value is not None else None
 
 
 def message_item(row):

@@ -84,8 +84,8 @@ class MessageRecordSchema(MessageSchema):
         required=True,
         metadata={
             "description": "WhatsApp's message type as sent (text, image, reaction, interactive, "
-            "location, ...; 'unknown' when it sent none); Twilio: 'text', or 'media' when "
-            "NumMedia > 0; 'text' for /webhook.",
+            "location, edit, revoke, ...; 'unknown' when it sent none); Twilio: MessageType, else "
+            "'text', or 'media' when NumMedia > 0; 'text' for /webhook.",
             "example": "image",
         },
     )
@@ -100,9 +100,10 @@ class MessageRecordSchema(MessageSchema):
         required=True,
         allow_none=True,
         metadata={
-            "description": "What the provider sent for this message, exactly: WhatsApp's message "
-            "object, Twilio's form fields (a field sent several times: the list of its values); "
-            "null for /webhook."
+            "description": "What the provider sent for this message, exactly: WhatsApp's "
+            "{message, contact, metadata, entry_id, errors} (rows stored before revision 0004: "
+            "the message object), Twilio's form fields (a field sent several times: the list of "
+            "its values), a Standard Webhooks envelope; null for /webhook and after a revoke."
         },
     )
     seq = fields.Integer(
@@ -112,6 +113,56 @@ class MessageRecordSchema(MessageSchema):
             "description": "Its position in GET /feed: positive, strictly increasing in the "
             "order messages were committed, never reused.",
         },
+    )
+
+    channel = fields.String(
+        required=True,
+        metadata={
+            "description": "How it travelled: 'webhook', 'whatsapp', 'sms', 'mms', or the "
+            "channel Twilio names in the sender's address ('messenger', ...).",
+            "example": "whatsapp",
+        },
+    )
+    sender_name = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "WhatsApp's profile name, Twilio's ProfileName."},
+    )
+    media = fields.List(
+        fields.Dict(),
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Attachments: {id or url, mime_type, sha256, filename, caption}, the "
+            "keys the provider sent; null when there are none."
+        },
+    )
+    location = fields.Dict(
+        required=True,
+        allow_none=True,
+        metadata={"description": "A shared location: {latitude, longitude, name, address}."},
+    )
+    reply_to = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The message_id it replies to (context.id, OriginalRepliedMessageSid)."
+        },
+    )
+    reactions = fields.List(
+        fields.Dict(),
+        required=True,
+        metadata={"description": "Reactions to this message: [{from, emoji, ts}], one per sender."},
+    )
+    edited_at = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When an edit replaced its text (the edit's ts)."},
+    )
+    revoked_at = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "When the sender deleted it; its text is then null."},
     )
 
 

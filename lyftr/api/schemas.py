@@ -25,6 +25,8 @@ MSISDN = re.compile(r"\+[0-9]{1,15}")
 # WhatsApp's business-scoped user ID, a sender's ID where no phone number is shared: the country
 # code, an optional ENT (a parent ID), and an alphanumeric identifier ("US.13491208655302741918").
 USER_ID = re.compile(r"[A-Z]{2}(\.ENT)?\.[A-Za-z0-9]{1,64}")
+# A Twilio sender on another channel, kept with its channel's prefix ("messenger:1234567890").
+CHANNEL_ID = re.compile(r"[a-z]{2,20}:[!-~]{1,256}")
 MESSAGE_ID_MAX = 256
 TEXT_MAX = 4096
 
@@ -169,7 +171,8 @@ class MessagesQuerySchema(Schema):
         load_default=None,
         metadata={
             **MSISDN_DOC,
-            "description": "Exact sender, '+' then 1 to 15 digits. An unencoded '+' (read as a "
+            "description": "Exact sender, '+' then 1 to 15 digits (or a stored sender ID: "
+            "'US.…', 'messenger:…'). An unencoded '+' (read as a "
             "space in a query string) is taken as '+'.",
         },
     )
@@ -208,10 +211,12 @@ class MessagesQuerySchema(Schema):
 
     @validates("from_msisdn")
     def check_from(self, value, **kwargs):
-        if value is not None and not (MSISDN.fullmatch(value) or USER_ID.fullmatch(value)):
+        ids = (MSISDN, USER_ID, CHANNEL_ID)
+        if value is not None and not any(pattern.fullmatch(value) for pattern in ids):
             raise ValidationError(
-                "Value should be '+' followed by 1 to 15 digits (E.164), "
-                "or a WhatsApp user ID such as US.13491208655302741918"
+                "Value should be '+' followed by 1 to 15 digits (E.164), a WhatsApp user ID "
+                "such as US.13491208655302741918, or a channel's sender ID such as "
+                "messenger:1234567890"
             )
 
     @validates("since")
@@ -265,6 +270,15 @@ class ImportedMessageSchema(WebhookMessageSchema):
     type = Text(load_default="text")
     raw = fields.Raw(load_default=None, allow_none=True)
     received_at = Text(load_default=None, allow_none=True)
+    # The normalized record's fields, as `flask export` writes them.
+    channel = Text(load_default="webhook")
+    sender_name = Text(load_default=None, allow_none=True)
+    media = fields.List(fields.Dict(), load_default=None, allow_none=True)
+    location = fields.Dict(load_default=None, allow_none=True)
+    reply_to = Text(load_default=None, allow_none=True)
+    reactions = fields.List(fields.Dict(), load_default=None, allow_none=True)
+    edited_at = Text(load_default=None, allow_none=True)
+    revoked_at = Text(load_default=None, allow_none=True)
 
     @validates("to_msisdn")
     def check_msisdn(self, value, **kwargs):
@@ -288,7 +302,8 @@ class ImportedMessageSchema(WebhookMessageSchema):
 
     @post_load
     def add_stored_form(self, data, **kwargs):
-        data["raw"] = json.dumps(data["raw"]) if data["raw"] is not None else None
+        for name in ("raw", "media", "location", "reactions"):
+            data[name] = json.dumps(data[name]) if data[name] is not None else None
         received_at = data.pop("received_at")
         if received_at is not None:
             data["created_at"] = parse_instant(received_at)

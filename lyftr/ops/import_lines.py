@@ -78,9 +78,41 @@ def fast_load(data):
         "raw": json.dumps(raw) if raw is not None else None,
         "ts_key": ts_key,
     }
+    record = _record_fields(data)
+    if record is None:
+        return None
+    loaded.update(record)
     if received_at is not None:
         created_at = schemas.parse_instant(received_at)
         if created_at is None:
             return None
         loaded["created_at"] = created_at
+    return loaded
+
+
+_RECORD_TEXTS = ("sender_name", "reply_to", "edited_at", "revoked_at")
+
+
+def _record_fields(data):
+    """The normalized record's fields as the schema loads them (``flask export`` writes them),
+    or None if one fails its check."""
+    channel = data.get("channel", "webhook")
+    if not _text(channel):
+        return None
+    loaded = {"channel": channel}
+    for name in _RECORD_TEXTS:
+        value = data.get(name)
+        if value is not None and not _text(value):
+            return None
+        loaded[name] = value
+    for name, container in (("media", list), ("reactions", list), ("location", dict)):
+        value = data.get(name)
+        if value is None:
+            loaded[name] = None
+            continue
+        if type(value) is not container:
+            return None
+        if container is list and not all(type(item) is dict for item in value):
+            return None
+        loaded[name] = json.dumps(value)
     return loaded

@@ -1,13 +1,47 @@
-"""What the inbound endpoints share: the raw body read within a size limit, and strict JSON."""
+"""What the inbound endpoints share: the raw body read within a size limit, strict JSON, and the
+record of each refused delivery (``reject``)."""
 
+import hashlib
 import json
+import logging
 import math
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from lyftr import metrics
+from lyftr import metrics, store
 from lyftr.api.request_log import annotate
+from lyftr.timestamps import now_iso
+
+logger = logging.getLogger(__name__)
+
+
+def reject(provider, reason, body, *, authentic=False, url=None):
+    """Keep a refused delivery for GET /rejections: when, why, from where, the body's sha256 and
+    size; the body itself only when ``authentic`` (an unsigned flood cannot fill the disk: only
+    the newest REJECTIONS_KEEP are kept). ``body`` None: too large to read. Never fails the
+    request: a database that cannot take it is logged."""
+    if not isinstance(reason, str):  # a 422's detail: where and what, one entry per problem
+        reason = "; ".join(
+            f"{'.'.join(str(part) for part in entry['loc'])}: {entry['msg']}" for entry in reason
+        )
+    rejection = {
+        "at": now_iso(),
+        "provider": provider,
+        "reason": reason,
+        "client": request.remote_addr,
+        "url": url,
+        "body_sha256": hashlib.sha256(body).hexdigest() if body is not None else None,
+        "body_size": len(body) if body is not None else (request.content_length or 0),
+        # PostgreSQL text cannot hold NUL: what cannot be stored is shown replaced.
+        "body": body.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        if authentic and body is not None
+        else None,
+    }
+    try:
+        store.record_rejection(rejection)
+    except Exception:
+        logger.warning("rejection not recorded", extra={"provider": provider}, exc_info=True)
 
 
 def outcome(provider, result, **fields):

@@ -23,9 +23,10 @@ _WHATSAPP_MESSAGE = {
         "One message a user sent. Stored as message_id = id, from = '+' + from (without a phone "
         "number: from_user_id, or the user_id of the change's only contact, as given), to = '+' + "
         "the digits of metadata.display_phone_number, ts = timestamp as UTC "
-        "'YYYY-MM-DDTHH:MM:SSZ', and text by type: text.body; the caption of an image, video or "
-        "document; a reaction's emoji; the title of an interactive button_reply or list_reply; a "
-        "button's text; otherwise null. The whole object is the record's raw."
+        "'YYYY-MM-DDTHH:MM:SSZ', and text as a person sees it (see docs/api.md): text.body; a "
+        "caption; a reaction's emoji; a reply's title; a button's text; a location's name and "
+        "address; contact names; a system body; ... otherwise null. The whole object is in the "
+        "record's raw. A message that cannot be stored is quarantined (GET /rejections)."
     ),
     "required": ["id", "timestamp"],
     "properties": {

@@ -58,6 +58,14 @@ def _standard_webhooks_key(secret):
         return None
 
 
+def standard_webhooks_fresh(timestamp, now=None):
+    """Whether a webhook-timestamp (Unix seconds) is within the tolerance of now."""
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return False
+    now = time.time() if now is None else now
+    return abs(now - int(timestamp)) <= STANDARD_WEBHOOKS_TOLERANCE_S
+
+
 def standard_webhooks_sign(secret, message_id, timestamp, body):
     """``v1,<base64 HMAC-SHA256>`` of a delivery, as the Standard Webhooks libraries sign it."""
     key = _standard_webhooks_key(secret)
@@ -73,8 +81,7 @@ def verify_standard_webhooks(secret, body, message_id, timestamp, signatures, no
     # Unix seconds in ASCII digits ("²" is a digit to str.isdigit, and int() refuses it).
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         return False
-    now = time.time() if now is None else now
-    if abs(now - int(timestamp)) > STANDARD_WEBHOOKS_TOLERANCE_S:
+    if not standard_webhooks_fresh(timestamp, now):
         return False  # a replay, or a clock far off: refused either way
     if _standard_webhooks_key(secret) is None:
         return False

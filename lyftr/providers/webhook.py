@@ -1,8 +1,14 @@
 """POST /webhook: size limit, signature, validation, then insert-once, in the contract's order.
 
 The signature is the contract's ``X-Signature``, or, when ``STANDARD_WEBHOOKS_SECRET`` is set, a
-Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``).
+Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``, or
+their ``svix-`` names, which Svix sends by default). A Standard Webhooks delivery may carry the
+spec's envelope (``{"type", "timestamp", "data": {...}}``): the message is ``data``, and its
+message_id, when absent, is the ``webhook-id``. Every refused delivery is kept for GET
+/rejections; a delivery signed with X-Signature takes the same path as before, and nothing more.
 """
+
+import json
 
 from flask import Blueprint, current_app, request
 from marshmallow import ValidationError
@@ -23,11 +29,18 @@ from lyftr.api.response_schemas import (
     unavailable_response,
 )
 from lyftr.config import MAX_BODY_BYTES
-from lyftr.providers import signing
+from lyftr.providers import inbound, signing
 from lyftr.providers.inbound import parse_json, read_body
 from lyftr.store import database_errors
 
 bp = Blueprint("webhook", __name__)
+PROVIDER = "webhook"
+# Svix's default header names; the Standard Webhooks names are webhook-*.
+HEADER_PREFIXES = ("webhook-", "svix-")
+V1A_REFUSED = (
+    "invalid signature: v1a (asymmetric, ed25519) signatures are not accepted; sign with v1 "
+    "(HMAC-SHA256 under STANDARD_WEBHOOKS_SECRET)"
+)
 
 _message_schema = schemas.WebhookMessageSchema()
 
@@ -48,7 +61,13 @@ RECEIVE_OPERATION = {
         "The signature is X-Signature or, when STANDARD_WEBHOOKS_SECRET is set, a Standard "
         "Webhooks signature (webhook-id, webhook-timestamp, webhook-signature): a request "
         "signed either way is accepted. Without STANDARD_WEBHOOKS_SECRET, X-Signature is "
-        "required."
+        "required. Svix's default names (svix-id, svix-timestamp, svix-signature) are accepted "
+        "for the Standard Webhooks headers; v1a (asymmetric) signatures are refused (401).\n\n"
+        'A Standard Webhooks delivery may use the spec\'s envelope, {"type": ..., '
+        '"timestamp": ..., "data": {message}}: the message is data, its message_id '
+        "defaults to the webhook-id (so a redelivery is a duplicate) and its ts to the "
+        "envelope's timestamp; the envelope is kept as the record's raw.\n\n"
+        "Every refusal (401, 413, 422, 503 not configured) is kept for GET /rejections."
     ),
     "tags": ["webhook"],
     "parameters": [
@@ -89,6 +108,16 @@ RECEIVE_OPERATION = {
                 "example": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
             },
         },
+        *(
+            {
+                "in": "header",
+                "name": f"svix-{name}",
+                "required": False,
+                "description": f"Svix's name for webhook-{name}.",
+                "schema": {"type": "string"},
+            }
+            for name in ("id", "timestamp", "signature")
+        ),
     ],
     "requestBody": {
         "required": True,
@@ -123,12 +152,17 @@ def receive():
     body = read_body()
     if not secrets["current"]:
         _outcome("not_configured", dup=False)
+        inbound.reject(PROVIDER, "not configured: WEBHOOK_SECRET", body)
         return unavailable("webhook secret not configured")
     key = signing.verify(secrets, body, request.headers.get("X-Signature"))
-    if key is None and "webhook-signature" in request.headers:
-        key = _standard_webhooks_key(body)
+    standard = None
+    if key is None and _standard_header("signature") is not None:
+        standard = _standard_webhooks(body)
+        key = "standard-webhooks" if standard["valid"] else None
     if key is None:
         _outcome("invalid_signature", dup=False)
+        reason = standard["reason"] if standard else "invalid signature"
+        inbound.reject(PROVIDER, reason, body)
         return error_response(401, "invalid signature")
 
     try:
@@ -138,7 +172,13 @@ def receive():
         detail = [
             {"type": "json_invalid", "loc": ["body"], "msg": schemas.INVALID_JSON, "input": None}
         ]
+        inbound.reject(PROVIDER, detail, body, authentic=True)
         return error_response(422, detail)
+    envelope = None
+    if standard is not None and _is_envelope(payload):
+        # The envelope's own time stands in for a ts the data does not carry.
+        data = {"message_id": standard["id"], "ts": payload.get("timestamp"), **payload["data"]}
+        envelope, payload = payload, data
     try:
         message = _message_schema.load(payload)
     except ValidationError as exc:
@@ -150,10 +190,13 @@ def receive():
             **({"message_id": message_id} if isinstance(message_id, str) else {}),
         )
         detail = validation_detail(exc.messages, "body", payload, _message_schema)
+        inbound.reject(PROVIDER, detail, body, authentic=True)
         try:
             return error_response(422, detail)
         except RecursionError:  # an input nested too deeply to echo back: leave it out
             return error_response(422, [{**entry, "input": None} for entry in detail])
+    if envelope is not None:
+        message["raw"] = json.dumps(envelope)  # the envelope as sent: nothing lost
 
     try:
         created = store.insert_message(message)
@@ -172,21 +215,54 @@ def receive():
     return {"status": "ok"}
 
 
-def _standard_webhooks_key(body):
-    """ "standard-webhooks" if the delivery carries a valid Standard Webhooks signature."""
+def _standard_header(name):
+    """A Standard Webhooks header by its webhook-* name, else its svix-* name."""
+    for prefix in HEADER_PREFIXES:
+        value = request.headers.get(prefix + name)
+        if value is not None:
+            return value
+    return None
+
+
+def _standard_webhooks(body):
+    """Whether the delivery carries a valid Standard Webhooks signature; its id; and, if not,
+    why (for GET /rejections)."""
     secret = current_app.config["STANDARD_WEBHOOKS_SECRET"]
-    headers = request.headers
-    valid = signing.verify_standard_webhooks(
-        secret,
-        body,
-        headers.get("webhook-id"),
-        headers.get("webhook-timestamp"),
-        headers.get("webhook-signature"),
+    message_id, timestamp, signatures = (
+        _standard_header(name) for name in ("id", "timestamp", "signature")
     )
-    return "standard-webhooks" if valid else None
+    valid = signing.verify_standard_webhooks(secret, body, message_id, timestamp, signatures)
+    reason = None
+    if not valid:
+        reason = _why_refused(secret, message_id, timestamp, signatures)
+    return {"valid": valid, "id": message_id, "reason": reason}
+
+
+def _why_refused(secret, message_id, timestamp, signatures):
+    if not secret:
+        return "invalid signature: STANDARD_WEBHOOKS_SECRET not configured"
+    if not (message_id and timestamp):
+        return "invalid signature: webhook-id or webhook-timestamp missing"
+    versions = {candidate.partition(",")[0] for candidate in signatures.split()}
+    if versions == {"v1a"}:
+        return V1A_REFUSED
+    if not signing.standard_webhooks_fresh(timestamp):
+        return "stale timestamp"
+    return "invalid signature"
+
+
+def _is_envelope(payload):
+    """The Standard Webhooks spec's payload shape: {"type", "timestamp", "data": {...}}."""
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("type"), str)
+        and isinstance(payload.get("data"), dict)
+        and "from" not in payload
+    )
 
 
 @bp.errorhandler(413)
 def on_payload_too_large(exc):
     _outcome("payload_too_large", dup=False)
+    inbound.reject(PROVIDER, "payload too large", None)
     return error_response(413, f"request body larger than {request.max_content_length} bytes")

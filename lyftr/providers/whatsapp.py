@@ -2,19 +2,17 @@
 
 ``GET /webhooks/whatsapp`` answers Meta's verification request with its challenge when the verify
 token matches. ``POST /webhooks/whatsapp`` takes a notification signed with the app secret
-(``X-Hub-Signature-256``); every message in it becomes a row like a /webhook message, all of them
-in one transaction. Status receipts and other fields are acknowledged, counted and logged (IDs
-only), not stored.
+(``X-Hub-Signature-256``); every message in it becomes a normalized record
+(``whatsapp_notification``), all of them in one transaction, and a message that cannot be stored is
+quarantined as a rejection while the rest is stored. Status receipts are stored as status events;
+other fields are acknowledged, counted and logged.
 """
 
 import hmac
-import json
-from datetime import UTC, datetime
-from typing import NamedTuple
 
 from flask import Blueprint, Response, current_app, request
 
-from lyftr import metrics, store, timestamps
+from lyftr import metrics, store
 from lyftr.api.errors import error_response, unavailable
 from lyftr.api.openapi import operation
 from lyftr.api.response_schemas import (
@@ -29,32 +27,19 @@ from lyftr.api.response_schemas import (
     text_response,
     unavailable_response,
 )
-from lyftr.api.schemas import INVALID_JSON, MESSAGE_ID_MAX
+from lyftr.api.schemas import INVALID_JSON
 from lyftr.config import MAX_PROVIDER_BODY_BYTES
 from lyftr.providers import inbound, signing
 from lyftr.providers.inbound import parse_json, read_body
 from lyftr.providers.payload_schemas import WHATSAPP_SCHEMAS
+from lyftr.providers.whatsapp_notification import InvalidNotification, parse_notification
 from lyftr.store import database_errors
-from lyftr.store.folding import storable
+from lyftr.timestamps import now_iso
 
 bp = Blueprint("whatsapp", __name__, url_prefix="/webhooks")
 PROVIDER = "whatsapp"
-# Message types whose media object may carry a caption: that caption is the message's text.
-CAPTIONED = frozenset({"image", "video", "document"})
 # At most this many IDs of each kind go on a request's log line (the counts are always there).
 LOGGED_IDS = 100
-
-
-class Notification(NamedTuple):
-    messages: list[dict]  # rows to store, as api.schemas loads a /webhook message
-    status_ids: list[str]
-    other_changes: int
-
-
-class InvalidNotification(ValueError):
-    def __init__(self, loc, msg, value):
-        super().__init__(msg)
-        self.detail = [{"type": "value_error", "loc": ["body", *loc], "msg": msg, "input": value}]
 
 
 def _outcome(result, **fields):
@@ -124,12 +109,14 @@ RECEIVE_OPERATION = {
     "summary": "A WhatsApp Cloud API notification: every message in it stored exactly once.",
     "description": (
         "Checks, in order: body size (413), X-Hub-Signature-256 (401; nothing is parsed or "
-        "stored), then the notification (422; nothing is stored). Every message of every "
-        "'messages' change is stored, all in one transaction: all of them or none. Messages "
-        "already stored are duplicates (the first write wins), so a redelivered batch "
-        "answers 200 and stores nothing new. statuses[] and changes of other fields are "
-        "acknowledged with 200, counted (whatsapp_updates_total) and logged by ID; they are "
-        "not stored."
+        "stored), then the notification's shape (422; nothing is stored). Every message of "
+        "every 'messages' change is read on its own: those that can be stored are stored in "
+        "one transaction, each one that cannot is kept as a rejection (GET /rejections) and "
+        "the answer is still 200. Messages already stored are duplicates (the first write "
+        "wins), so a redelivered batch answers 200 and stores nothing new. Edits, revokes and "
+        "reactions are applied to the message they name. statuses[] are stored as status "
+        "events (GET /statuses); changes of other fields are acknowledged with 200, counted "
+        "(whatsapp_updates_total) and logged."
     ),
     "tags": ["providers"],
     "parameters": [
@@ -158,7 +145,7 @@ RECEIVE_OPERATION = {
         "422": json_response(
             ValidationErrorSchema,
             "Signed, but not JSON or not a WhatsApp notification (object or entry missing or "
-            "mistyped, a message without id, timestamp or sender, ...): nothing is stored.",
+            "mistyped, an entry's changes not a list): nothing is stored.",
         ),
         "500": INTERNAL_ERROR,
         "503": unavailable_response(
@@ -179,42 +166,60 @@ def receive_notification():
     }
     if not secrets["current"]:
         _outcome("not_configured")
+        inbound.reject(PROVIDER, "not configured: WHATSAPP_APP_SECRET", body)
         return unavailable("WhatsApp app secret not configured: set WHATSAPP_APP_SECRET")
     key = signing.verify(secrets, body, request.headers.get("X-Hub-Signature-256"))
     if key is None:
         _outcome("invalid_signature")
+        inbound.reject(PROVIDER, "invalid signature", body)
         return error_response(401, "invalid signature")
+    received_at = now_iso()
     try:
-        notification = parse_notification(parse_json(body))
+        notification = parse_notification(parse_json(body), received_at)
     except InvalidNotification as exc:
         _outcome("validation_error", key=key)
+        inbound.reject(PROVIDER, exc.detail, body, authentic=True)
         return error_response(422, exc.detail)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
         _outcome("validation_error", key=key)
-        return error_response(
-            422, [{"type": "json_invalid", "loc": ["body"], "msg": INVALID_JSON, "input": None}]
-        )
+        detail = [{"type": "json_invalid", "loc": ["body"], "msg": INVALID_JSON, "input": None}]
+        inbound.reject(PROVIDER, detail, body, authentic=True)
+        return error_response(422, detail)
 
     message_ids = [message["message_id"] for message in notification.messages]
+    status_ids = [status["message_id"] for status in notification.statuses]
     try:
-        stored = store.insert_batch(notification.messages)
+        stored = store.insert_batch(notification.messages, notification.actions)
+        new_statuses = store.insert_statuses(notification.statuses)
     except Exception as exc:
         result = "unavailable" if database_errors.is_unavailable(exc) else "error"
         _outcome(result, key=key, message_ids=message_ids[:LOGGED_IDS])
         raise
+    # Each part that could not be read is kept with its reason; a retry could never succeed, so
+    # the batch is acknowledged (Meta would otherwise redeliver it for days).
+    for invalid in notification.invalid[:LOGGED_IDS]:
+        inbound.reject(PROVIDER, [invalid], body, authentic=True)
     metrics.count_stored(PROVIDER, stored)
     metrics.count_whatsapp_updates("message", len(message_ids))
-    metrics.count_whatsapp_updates("status", len(notification.status_ids))
+    metrics.count_whatsapp_updates("status", len(status_ids))
     metrics.count_whatsapp_updates("other", notification.other_changes)
+    if notification.invalid:
+        result = "quarantined"
+    elif status_ids and not message_ids:
+        result = "status"
+    else:
+        result = "accepted"
     _outcome(
-        "accepted",
+        result,
         key=key,
         messages=len(message_ids),
         stored=stored,
-        statuses=len(notification.status_ids),
+        statuses=len(status_ids),
+        new_statuses=new_statuses,
+        quarantined=len(notification.invalid),
         other_changes=notification.other_changes,
         message_ids=message_ids[:LOGGED_IDS],
-        status_ids=notification.status_ids[:LOGGED_IDS],
+        status_ids=status_ids[:LOGGED_IDS],
     )
     return {"status": "ok"}
 
@@ -222,131 +227,5 @@ def receive_notification():
 @bp.errorhandler(413)
 def on_payload_too_large(exc):
     _outcome("payload_too_large")
+    inbound.reject(PROVIDER, "payload too large", None)
     return error_response(413, f"request body larger than {MAX_PROVIDER_BODY_BYTES} bytes")
-
-
-# --- reading a notification -------------------------------------------------------------------
-
-
-def parse_notification(payload):
-    """The messages (as rows), status IDs and other changes of a notification's JSON document;
-    InvalidNotification if it is not one."""
-    if not isinstance(payload, dict):
-        raise InvalidNotification([], "Input should be a WhatsApp notification object", None)
-    if not isinstance(payload.get("object"), str):
-        raise InvalidNotification(["object"], "Field required: a string", payload.get("object"))
-    entries = payload.get("entry")
-    if not isinstance(entries, list):
-        raise InvalidNotification(["entry"], "Field required: a list", entries)
-    messages, status_ids, other_changes = [], [], 0
-    for i, entry in enumerate(entries):
-        changes = entry.get("changes", []) if isinstance(entry, dict) else None
-        if not isinstance(changes, list):
-            raise InvalidNotification(
-                ["entry", i], "Should be an object with a list of changes", None
-            )
-        for j, change in enumerate(changes):
-            value = change.get("value") if isinstance(change, dict) else None
-            if not isinstance(value, dict) or change.get("field") != "messages":
-                other_changes += 1
-                continue
-            loc = ["entry", i, "changes", j, "value"]
-            recipient = _business_number(value.get("metadata"), loc)
-            contacts = value.get("contacts") if isinstance(value.get("contacts"), list) else []
-            for k, message in enumerate(_list(value, "messages", loc)):
-                messages.append(_row(message, recipient, contacts, [*loc, "messages", k]))
-            for status in _list(value, "statuses", loc):
-                if isinstance(status, dict) and isinstance(status.get("id"), str):
-                    status_ids.append(status["id"])
-    return Notification(messages, status_ids, other_changes)
-
-
-def _list(value, name, loc):
-    items = value.get(name, [])
-    if not isinstance(items, list):
-        raise InvalidNotification([*loc, name], "Should be a list", None)
-    return items
-
-
-def _business_number(metadata, loc):
-    number = metadata.get("display_phone_number") if isinstance(metadata, dict) else None
-    digits = (
-        "".join(c for c in number if c.isascii() and c.isdigit()) if isinstance(number, str) else ""
-    )
-    if not digits:
-        raise InvalidNotification(
-            [*loc, "metadata", "display_phone_number"], "Field required: a phone number", number
-        )
-    return "+" + digits
-
-
-def _row(message, recipient, contacts, loc):
-    """A message object of the notification as a row to store."""
-    if not isinstance(message, dict):
-        raise InvalidNotification(loc, "Should be a message object", None)
-    message_id = message.get("id")
-    if not (isinstance(message_id, str) and 1 <= len(message_id) <= MESSAGE_ID_MAX):
-        raise InvalidNotification([*loc, "id"], "Field required: a message ID", message_id)
-    ts = _timestamp(message.get("timestamp"), [*loc, "timestamp"])
-    kind = message.get("type") if isinstance(message.get("type"), str) else "unknown"
-    row = {
-        "message_id": message_id,
-        "from_msisdn": _sender(message, contacts, [*loc, "from"]),
-        "to_msisdn": recipient,
-        "ts": ts,
-        "ts_key": timestamps.message_ts_key(ts),
-        "text": _text(message, kind),
-        "provider": PROVIDER,
-        "type": kind,
-        # ASCII JSON: whatever the object holds (lone surrogates included) can be stored.
-        "raw": json.dumps(message),
-    }
-    if not (storable(message_id) and storable(row["from_msisdn"])):
-        raise InvalidNotification(loc, "IDs cannot hold NUL or lone surrogates", None)
-    if row["text"] is not None and not storable(row["text"], nul=True):
-        raise InvalidNotification(loc, "Text should be a string without lone surrogates", None)
-    return row
-
-
-def _timestamp(value, loc):
-    """Meta's Unix seconds (a string of digits) as the contract's UTC ``YYYY-MM-DDTHH:MM:SSZ``."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 11:
-        try:
-            return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        except (OverflowError, ValueError, OSError):
-            pass
-    raise InvalidNotification(loc, "Field required: Unix seconds as a string of digits", value)
-
-
-def _sender(message, contacts, loc):
-    """``+`` and the sender's phone number; without one, the business-scoped user ID as given."""
-    number = message.get("from")
-    if isinstance(number, str) and number.isascii() and number.isdigit():
-        return "+" + number
-    user_id = message.get("from_user_id")
-    if not isinstance(user_id, str) and len(contacts) == 1 and isinstance(contacts[0], dict):
-        user_id = contacts[0].get("user_id")
-    if isinstance(user_id, str) and user_id:
-        return user_id
-    raise InvalidNotification(loc, "Field required: a phone number or a user ID", number)
-
-
-def _text(message, kind):
-    """The words a person wrote, by message type; None where there are none."""
-    content = message.get(kind)
-    if not isinstance(content, dict):
-        return None
-    if kind == "text":
-        value = content.get("body")
-    elif kind in CAPTIONED:
-        value = content.get("caption")
-    elif kind == "reaction":
-        value = content.get("emoji")
-    elif kind == "button":
-        value = content.get("text")
-    elif kind == "interactive":
-        reply = content.get(content.get("type")) if isinstance(content.get("type"), str) else None
-        value = reply.get("title") if isinstance(reply, dict) else None
-    else:
-        value = None
-    return value if isinstance(value, str) else None

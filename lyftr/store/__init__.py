@@ -69,10 +69,44 @@ def insert_message(message):
     return _call(backend().insert_message, message)
 
 
-def insert_batch(messages):
-    """Store every message of ``messages`` not stored yet, all in one transaction (all or none);
-    return how many were new."""
-    return _call(backend().insert_batch, messages) if messages else 0
+def insert_batch(messages, actions=()):
+    """Store every message of ``messages`` not stored yet, all in one transaction (all or none),
+    applying the edits, revokes and reactions among them (``actions``); return how many were
+    new."""
+    return _call(backend().insert_batch, messages, list(actions)) if messages else 0
+
+
+# --- statuses and rejections -------------------------------------------------------------------
+
+
+def insert_statuses(statuses):
+    """Store the delivery status events not stored yet; return how many were new."""
+    return _call(backend().insert_statuses, statuses) if statuses else 0
+
+
+def record_rejection(rejection):
+    """Keep a refused delivery, and only the newest REJECTIONS_KEEP of them."""
+    keep = max(current_app.config.get("REJECTIONS_KEEP", 10_000), 1)
+    _call(backend().record_rejection, rejection, keep)
+
+
+def list_statuses(*, limit, after=0, message_id=None, status=None, since_key=None):
+    """Up to ``limit`` status events after id ``after``, and whether more follow."""
+    rows = _call(
+        backend().list_statuses,
+        message_id=message_id,
+        status=status,
+        since_key=since_key,
+        after=after,
+        limit=limit + 1,
+    )
+    return rows[:limit], len(rows) > limit
+
+
+def list_rejections(*, limit, before=None, provider=None):
+    """Up to ``limit`` rejections before id ``before``, newest first, and whether more follow."""
+    rows = _call(backend().list_rejections, provider=provider, before=before, limit=limit + 1)
+    return rows[:limit], len(rows) > limit
 
 
 def get_message(message_id):

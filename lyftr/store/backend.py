@@ -37,6 +37,43 @@ class MessageRecord(NamedTuple):
     received_at: str
     raw: str | None
     seq: int | None  # the feed position; None until the message is numbered (backend.sequence)
+    # The normalized record (docs/api.md); media, location and reactions as JSON text.
+    channel: str = "webhook"
+    sender_name: str | None = None
+    media: str | None = None
+    location: str | None = None
+    reply_to: str | None = None
+    reactions: str | None = None
+    edited_at: str | None = None
+    revoked_at: str | None = None
+
+
+class StatusRow(NamedTuple):
+    """A delivery status event; ``errors`` and ``raw`` as JSON text."""
+
+    id: int
+    provider: str
+    message_id: str
+    status: str
+    ts: str
+    recipient: str | None
+    errors: str | None
+    raw: str | None
+    received_at: str
+
+
+class RejectionRow(NamedTuple):
+    """A refused delivery; ``body`` only when the request was authentic."""
+
+    id: int
+    at: str
+    provider: str
+    reason: str
+    client: str | None
+    url: str | None
+    body_sha256: str | None  # None: a body too large to read
+    body_size: int
+    body: str | None
 
 
 class Stats(NamedTuple):
@@ -53,9 +90,35 @@ class Backend(Protocol):
         is stored: True if stored, False if a duplicate. Returns once the row, its sender's count
         and its search entry are committed together."""
 
-    def insert_batch(self, messages: list[dict]) -> int:
+    def insert_batch(self, messages: list[dict], actions: list[dict] = ()) -> int:
         """Store every message of ``messages`` not stored yet, in one transaction: all of them or,
-        on an error, none. Return how many were new (the first of a repeated message_id wins)."""
+        on an error, none. Return how many were new (the first of a repeated message_id wins).
+        In the same transaction, ``events.apply_actions``: the pending edits, revokes and
+        reactions of the new messages, then ``actions`` (``store.actions``) whose own message
+        was new, applied to their target or kept pending until it is stored."""
+
+    def insert_statuses(self, statuses: list[dict]) -> int:
+        """Store each status event (``events.STATUS_COLUMNS``) unless its (provider, message_id,
+        status) is stored, in one transaction; return how many were new."""
+
+    def record_rejection(self, rejection: dict, keep: int) -> None:
+        """Store a refused delivery (``events.REJECTION_COLUMNS``); keep the newest ``keep``."""
+
+    def list_statuses(
+        self,
+        *,
+        message_id: str | None,
+        status: str | None,
+        since_key: str | None,
+        after: int,
+        limit: int,
+    ) -> list[StatusRow]:
+        """Up to ``limit`` status events with id > ``after``, in arrival (id) order, filtered."""
+
+    def list_rejections(
+        self, *, provider: str | None, before: int | None, limit: int
+    ) -> list[RejectionRow]:
+        """Up to ``limit`` rejections with id < ``before`` (if given), newest first."""
 
     def get_message(self, message_id: str) -> MessageRecord | None:
         """The full record of one stored message, or None."""

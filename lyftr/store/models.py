@@ -17,6 +17,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from lyftr.extensions import db
 
+# An auto-numbered key: SQLite numbers only an INTEGER PRIMARY KEY (its rowid).
+SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
 
 class Message(db.Model):
     __tablename__ = "messages"
@@ -32,6 +35,15 @@ class Message(db.Model):
     provider: Mapped[str] = mapped_column(String, nullable=False, server_default="webhook")
     type: Mapped[str] = mapped_column(String, nullable=False, server_default="text")
     raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The normalized record (see docs/api.md): JSON documents as text, like raw.
+    channel: Mapped[str] = mapped_column(String, nullable=False, server_default="webhook")
+    sender_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    media: Mapped[str | None] = mapped_column(Text, nullable=True)
+    location: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reply_to: Mapped[str | None] = mapped_column(String, nullable=True)
+    reactions: Mapped[str | None] = mapped_column(Text, nullable=True)
+    edited_at: Mapped[str | None] = mapped_column(String, nullable=True)
+    revoked_at: Mapped[str | None] = mapped_column(String, nullable=True)
     # Position in the feed: given after commit (storage.sequence), unique, never reused.
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
@@ -81,3 +93,55 @@ class ArrivalHourCount(db.Model):
     hour: Mapped[str] = mapped_column(String, primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class Status(db.Model):
+    """A delivery status event (sent, delivered, read, failed, ...) of a message, once per
+    (provider, message_id, status): a redelivered or repeated receipt changes nothing."""
+
+    __tablename__ = "statuses"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String, nullable=False)
+    message_id: Mapped[str] = mapped_column(String, nullable=False)
+    status: Mapped[str] = mapped_column(String, nullable=False)
+    ts: Mapped[str] = mapped_column(String, nullable=False)
+    ts_key: Mapped[str] = mapped_column(String, nullable=False)
+    recipient: Mapped[str | None] = mapped_column(String, nullable=True)
+    errors: Mapped[str | None] = mapped_column(Text, nullable=True)
+    raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+    received_at: Mapped[str] = mapped_column(String, nullable=False)
+
+    __table_args__ = (
+        Index("ix_statuses_once", "provider", "message_id", "status", unique=True),
+        Index("ix_statuses_message_id", "message_id", "id"),
+    )
+
+
+class Rejection(db.Model):
+    """A refused delivery (the newest REJECTIONS_KEEP): why, from where, and the body's hash and
+    size; the body itself only when the request was authentic."""
+
+    __tablename__ = "rejections"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    at: Mapped[str] = mapped_column(String, nullable=False)
+    provider: Mapped[str] = mapped_column(String, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    client: Mapped[str | None] = mapped_column(String, nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    body_sha256: Mapped[str | None] = mapped_column(String, nullable=True)
+    body_size: Mapped[int] = mapped_column(Integer, nullable=False)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class PendingAction(db.Model):
+    """An edit, revoke or reaction whose target message is not stored yet: applied when it is."""
+
+    __tablename__ = "pending_actions"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    target_id: Mapped[str] = mapped_column(String, nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)  # JSON: see store.actions
+
+    __table_args__ = (Index("ix_pending_actions_target", "target_id", "id"),)

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 import psycopg
 from sqlalchemy import text
 
-from lyftr.store import commit_signal, database_errors, sql
-from lyftr.store.backend import MessageRecord, MessageRow, Stats
+from lyftr.store import actions, commit_signal, database_errors, events, sql
+from lyftr.store.backend import MessageRecord, MessageRow, RejectionRow, Stats, StatusRow
 from lyftr.store.folding import NUL_STANDIN, index_answers, indexed_text
 from lyftr.timestamps import now_iso
 
@@ -56,7 +56,9 @@ _RECORD = text(
 _STAGE = (
     "CREATE TEMPORARY TABLE lyftr_bulk (position bigint, message_id text, from_msisdn text, "
     "to_msisdn text, ts text, ts_key text, text text, provider text, type text, raw text, "
-    "created_at text, text_escaped boolean, text_folded text) ON COMMIT DROP"
+    "created_at text, channel text, sender_name text, media text, location text, reply_to text, "
+    "reactions text, edited_at text, revoked_at text, text_escaped boolean, text_folded text) "
+    "ON COMMIT DROP"
 )
 
 
@@ -84,7 +86,7 @@ def _move_staged(numbered):
     )
 
 
-_BULK_MOVE = {numbered: _move_staged(numbered) for numbered in (False, True)}
+_BULK_MOVE = _move_staged(numbered=True)
 _SELECT = f"SELECT {sql.PAGE_COLUMNS}, text_escaped FROM messages"
 # Numbers committed rows in arrival order. nextval is taken under SEQUENCE_LOCK_KEY, held to the
 # commit: a later numbering starts after this one is visible, and takes higher numbers.
@@ -124,6 +126,11 @@ _DROP_EMPTY_HOURS = {
     table: text(sql.drop_empty_hours(table, "SELECT unnest(CAST(:hours AS text[]))"))
     for table in sql.HOUR_COUNT_TABLES
 }
+# Two-key advisory locks (a key space apart from the one-key locks above), one per message id.
+_LOCK_TARGETS = text(
+    "SELECT pg_advisory_xact_lock(7, h) FROM (SELECT DISTINCT hashtext(id) AS h"
+    " FROM unnest(CAST(:ids AS text[])) AS id ORDER BY h) AS keys"
+)
 _READ_ONLY = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
 
 
@@ -160,9 +167,47 @@ class PostgresBackend:
         with self.engine.begin() as connection:
             return connection.execute(_INSERT, _row(message, now_iso())).scalar() == 1
 
-    def insert_batch(self, messages):
-        """See ``backend.Backend``: the bulk load's one transaction, at any size."""
-        return self._insert_batch(messages, numbered=False) if messages else 0
+    def insert_batch(self, messages, actions=()):
+        """See ``backend.Backend``: rows inserted as ``insert_message`` does, in one transaction."""
+        created_at = now_iso()
+        with self.engine.begin() as connection:
+            created_ids = []
+            for message in messages:
+                # One statement stores the row and counts it (sender, hours) when it is new.
+                if connection.execute(_INSERT, _row(message, created_at)).scalar() != 1:
+                    continue
+                created_ids.append(message["message_id"])
+            _lock_targets(connection, {*created_ids, *(a["target"] for a in actions)})
+            events.apply_actions(
+                events.executor(connection),
+                lambda target, changes: _write_changes(connection, target, changes),
+                created_ids,
+                actions,
+            )
+        return len(created_ids)
+
+    # --- statuses and rejections (``events``) -------------------------------------------------
+
+    def insert_statuses(self, statuses):
+        with self.engine.begin() as connection:
+            return events.insert_statuses(events.executor(connection), statuses)
+
+    def record_rejection(self, rejection, keep):
+        with self.engine.begin() as connection:
+            events.record_rejection(events.executor(connection), rejection, keep)
+
+    def list_statuses(self, *, message_id, status, since_key, after, limit):
+        statement, params = events.list_statuses(
+            message_id=message_id, status=status, since_key=since_key, after=after, limit=limit
+        )
+        with self.engine.connect() as connection:
+            return [StatusRow._make(row) for row in connection.execute(text(statement), params)]
+
+    def list_rejections(self, *, provider, before, limit):
+        statement, params = events.list_rejections(provider=provider, before=before, limit=limit)
+        with self.engine.connect() as connection:
+            rows = connection.execute(text(statement), params)
+            return [RejectionRow._make(row) for row in rows]
 
     def get_message(self, message_id):
         """See ``backend.Backend``."""
@@ -257,18 +302,17 @@ class PostgresBackend:
     def bulk_insert(self, messages, *, batch_size=BULK_BATCH_ROWS):
         """Copy each batch into a temporary table, then move it with one INSERT ... SELECT."""
         batches = sql.batched(messages, batch_size)
-        return sum(self._insert_batch(batch, numbered=True) for batch in batches)
+        return sum(self._bulk_batch(batch) for batch in batches)
 
-    def _insert_batch(self, messages, *, numbered):
+    def _bulk_batch(self, messages):
         created_at = now_iso()
         with self.engine.begin() as connection:
-            if numbered:
-                # A bulk load is numbered as it is written, holding the feed's numbering lock to
-                # the commit (as sequence does), after the rows already waiting for a position.
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCE_LOCK_KEY}
-                )
-                connection.execute(_SEQUENCE, {"n": None})
+            # A bulk load is numbered as it is written, holding the feed's numbering lock to the
+            # commit (as sequence does), after the rows already waiting for a position.
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCE_LOCK_KEY}
+            )
+            connection.execute(_SEQUENCE, {"n": None})
             connection.exec_driver_sql(_STAGE)
             cursor = connection.connection.driver_connection.cursor()
             columns = ", ".join(_COLUMNS)
@@ -276,7 +320,7 @@ class PostgresBackend:
                 for position, message in enumerate(messages):
                     row = _row(message, created_at)
                     copy.write_row((position, *(row[name] for name in _COLUMNS)))
-            return connection.exec_driver_sql(_BULK_MOVE[numbered]).scalar()
+            return connection.exec_driver_sql(_BULK_MOVE).scalar()
 
     def after_bulk_load(self):
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -376,7 +420,23 @@ def _row(message, created_at):
 def _record(row):
     """A MessageRecord from a row of RECORD_COLUMNS and text_escaped."""
     text_value = json.loads(row.text) if row.text_escaped else row.text
-    return MessageRecord(*row[:4], text_value, *row[5:10])
+    return MessageRecord(*row[:4], text_value, *row[5:-1])
+
+
+def _lock_targets(connection, message_ids):
+    """Batches storing a message and acting on it, from any host, take turns (else each could miss
+    the other's uncommitted row); in key order, so they never deadlock."""
+    if message_ids:
+        connection.execute(_LOCK_TARGETS, {"ids": list(message_ids)})
+
+
+def _write_changes(connection, target, changes):
+    """An action's changes to ``target``, its search columns rewritten if its text changed."""
+    if "text" in changes:
+        stored, escaped, folded = _stored_text(changes["text"])
+        changes = {**changes, "text": stored, "text_escaped": escaped, "text_folded": folded}
+    statement = actions.update_statement(changes, key="target_id")
+    connection.execute(text(statement), {**changes, "target_id": target})
 
 
 def _like_pattern(folded):

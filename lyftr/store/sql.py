@@ -18,6 +18,14 @@ MESSAGE_COLUMNS = (
     "type",
     "raw",
     "created_at",
+    "channel",
+    "sender_name",
+    "media",
+    "location",
+    "reply_to",
+    "reactions",
+    "edited_at",
+    "revoked_at",
 )
 # A message from /webhook says nothing of these: it is a text, and the contract's fields are all.
 MESSAGE_DEFAULTS = {"provider": "webhook", "type": "text", "raw": None}
@@ -25,7 +33,8 @@ MESSAGE_DEFAULTS = {"provider": "webhook", "type": "text", "raw": None}
 PAGE_COLUMNS = "message_id, from_msisdn, to_msisdn, ts, text, ts_key"
 # What one message's full record reads; rows come back as backend.MessageRecord.
 RECORD_COLUMNS = (
-    "message_id, from_msisdn, to_msisdn, ts, text, provider, type, created_at, raw, seq"
+    "message_id, from_msisdn, to_msisdn, ts, text, provider, type, created_at, raw, seq, "
+    "channel, sender_name, media, location, reply_to, reactions, edited_at, revoked_at"
 )
 PAGE_ORDER = " ORDER BY ts_key, message_id"
 
@@ -44,6 +53,15 @@ def message_values(message, created_at):
         get("type", "text"),
         get("raw"),
         get("created_at") or created_at,  # kept when given (an import), else now
+        # The normalized record's fields (JSON values already as text); /webhook's have none.
+        get("channel", "webhook"),
+        get("sender_name"),
+        get("media"),
+        get("location"),
+        get("reply_to"),
+        get("reactions"),
+        get("edited_at"),
+        get("revoked_at"),
     )
 
 

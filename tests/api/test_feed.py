@@ -41,6 +41,15 @@ def test_items_are_full_records_in_arrival_order(client, send):
         "type": "text",
         "received_at": first["received_at"],
         "raw": None,
+        # The normalized record: a contract message has none of the providers' extras.
+        "channel": "webhook",
+        "sender_name": None,
+        "media": None,
+        "location": None,
+        "reply_to": None,
+        "reactions": [],
+        "edited_at": None,
+        "revoked_at": None,
     }
     assert 0 < first["seq"] < page["data"][1]["seq"] == page["next_after"]
     assert client.get("/messages/late").get_json() == first

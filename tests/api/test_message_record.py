@@ -18,7 +18,11 @@ from helpers import (
 )
 
 CONTRACT_FIELDS = ["message_id", "from", "to", "ts", "text"]
-RECORD_FIELDS = [*CONTRACT_FIELDS, "seq", "provider", "type", "received_at", "raw"]
+RECORD_FIELDS = [
+    *CONTRACT_FIELDS,
+    *("seq", "provider", "type", "received_at", "raw", "channel", "sender_name", "media"),
+    *("location", "reply_to", "reactions", "edited_at", "revoked_at"),
+]
 TOKEN = "dashboard-token"
 
 
@@ -45,6 +49,8 @@ def test_webhook_message_record(client, send):
     assert list(record) == RECORD_FIELDS
     assert {k: record[k] for k in CONTRACT_FIELDS} == message
     assert (record["provider"], record["type"], record["raw"]) == ("webhook", "text", None)
+    assert record["channel"] == "webhook"
+    assert [record[k] for k in RECORD_FIELDS[-7:]] == [None, None, None, None, [], None, None]
     assert start <= received_at(record) <= end
 
 
@@ -70,11 +76,13 @@ def test_whatsapp_record_keeps_the_message_object_exactly(client):
     assert WhatsAppSender(client).messages(message).status_code == 200
     record = message_record(client, message["id"]).get_json()
     assert list(record) == RECORD_FIELDS
-    assert (record["provider"], record["type"], record["text"]) == ("whatsapp", "order", None)
-    # A type lyftr does not interpret loses nothing: the object as Meta sent it, in its order.
-    assert record["raw"] == message
-    assert list(record["raw"]) == list(message)
-    assert record["raw"]["order"]["text"] == "Two, please — ¡gracias!"
+    assert (record["provider"], record["type"]) == ("whatsapp", "order")
+    assert record["text"] == "Two, please — ¡gracias!"
+    assert record["reply_to"] == "wamid.ctx"
+    # Nothing is lost: the object as Meta sent it, in its order, with what the change said of it.
+    assert record["raw"]["message"] == message
+    assert list(record["raw"]["message"]) == list(message)
+    assert set(record["raw"]) == {"message", "contact", "metadata", "entry_id"}
     assert start <= received_at(record)
 
 
@@ -83,7 +91,7 @@ def test_whatsapp_record_of_a_text_message(client):
     assert WhatsAppSender(client).messages(message).status_code == 200
     record = message_record(client, "wamid.text").get_json()
     assert record["text"] == "Olá \U0001f600"
-    assert (record["type"], record["raw"]) == ("text", message)
+    assert (record["type"], record["raw"]["message"]) == ("text", message)
 
 
 def test_twilio_record_keeps_the_form_fields_exactly(client):

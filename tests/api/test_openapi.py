@@ -129,6 +129,9 @@ def test_operations_have_ids_and_document_their_errors(document):
         ("webhook-id", False),
         ("webhook-timestamp", False),
         ("webhook-signature", False),
+        ("svix-id", False),
+        ("svix-timestamp", False),
+        ("svix-signature", False),
     ]
     messages = document["paths"]["/messages"]["get"]
     assert set(messages["responses"]) >= {"200", "401", "422"}
@@ -446,7 +449,7 @@ def test_whatsapp_notifications_match_the_document(providers, make_app, document
         (401, post_whatsapp(providers, sent[0], secret="another secret")),
         (422, post_whatsapp(providers, b"{not json")),
         (422, post_whatsapp(providers, {"object": 1, "entry": []})),
-        (422, post_whatsapp(providers, whatsapp_notification([{"id": "wamid.no-timestamp"}]))),
+        (422, post_whatsapp(providers, {"object": "whatsapp_business_account"})),
         (413, post_whatsapp(providers, b" " * (4 * 1024 * 1024 + 1))),
         (503, post_whatsapp(make_app().test_client(), sent[0])),
     ]
@@ -524,7 +527,7 @@ def test_message_records_match_the_document(providers, send, make_app, document)
         providers_seen[record["provider"]] = record
     assert set(providers_seen) == {"webhook", "whatsapp", "twilio"}
     assert providers_seen["webhook"]["raw"] is None
-    assert providers_seen["whatsapp"]["raw"]["image"]["caption"] == "the red one"
+    assert providers_seen["whatsapp"]["raw"]["message"]["image"]["caption"] == "the red one"
     assert providers_seen["twilio"]["raw"]["MediaUrl0"] == "https://x"
 
     missing = providers.get("/messages/no-such-message")

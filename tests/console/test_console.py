@@ -118,7 +118,7 @@ def test_a_message_shows_its_full_record_and_payload(make_app):
     for expected in ("whatsapp", "text", "Hi &lt;b&gt;there&lt;/b&gt;", "&#34;body&#34;:"):
         assert expected in body
     assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", body)  # received_at
-    assert '\n  "from": "16505551234"' in html.unescape(body)  # pretty-printed
+    assert '\n    "from": "16505551234"' in html.unescape(body)  # pretty-printed (raw.message)
 
 
 def test_unknown_message_and_sender_are_404(client, send):

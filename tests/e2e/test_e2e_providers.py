@@ -234,3 +234,92 @@ def test_4_mib_limit_over_http(start_server, chunked):
     status, reply = post(at_limit)
     assert status == 200, reply
     assert [row["message_id"] for row in server.all_messages()] == ["wamid.big"]
+
+
+def test_senders_own_artefacts_over_http(start_server):
+    """pywa's recorded text message and a revoke of it, a Twilio status callback and a default Svix
+    sender's envelope, through the real server: the record, the revoke applied (unfindable by q=),
+    the status event, the envelope's message, and a forged delivery kept as a rejection."""
+    from pathlib import Path
+
+    from helpers import STANDARD_WEBHOOKS_SECRET
+    from svix.webhooks import Webhook
+
+    server = start_server(
+        workers=2, env={**PROVIDER_ENV, "STANDARD_WEBHOOKS_SECRET": STANDARD_WEBHOOKS_SECRET}
+    )
+    pywa = Path(__file__).parents[1] / "data" / "pywa" / "message.json"
+    text = json.loads(pywa.read_text(encoding="utf-8"))["text"]
+    revoke = json.loads(json.dumps(text))
+    revoke_value = revoke["entry"][0]["changes"][0]["value"]
+    revoke_value["messages"] = [
+        {
+            "from": "972987654321",
+            "id": "wamid.revoke",
+            "timestamp": "1697043300",
+            "type": "revoke",
+            "revoke": {"original_message_id": "wamid.xyzxyz"},
+        }
+    ]
+
+    def whatsapp(payload):
+        body = json.dumps(payload).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": whatsapp_signature(body),
+        }
+        return server.request("POST", "/webhooks/whatsapp", body=body, headers=headers)
+
+    assert whatsapp(text).status == 200
+    record = server.get_json("/messages/wamid.xyzxyz")
+    assert (record["text"], record["sender_name"]) == ("Body Text", "Test Name")
+    assert server.get_json("/messages?q=body+text")["total"] == 1
+    assert whatsapp(revoke).status == 200
+    assert server.get_json("/messages/wamid.xyzxyz")["revoked_at"] == "2023-10-11T16:55:00Z"
+    assert server.get_json("/messages?q=body+text")["total"] == 0
+
+    form = {"MessageSid": "SMout", "From": "+14155550199", "To": "+14155550100"}
+    form["MessageStatus"] = "delivered"
+    signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(
+        PUBLIC_BASE_URL + "/webhooks/twilio", form
+    )
+    response = server.request(
+        "POST",
+        "/webhooks/twilio",
+        body=urlencode(form).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+    assert response.status == 200
+    (status,) = server.get_json("/statuses?message_id=SMout")["data"]
+    assert (status["status"], status["provider"]) == ("delivered", "twilio")
+
+    envelope = {
+        "type": "message.received",
+        "timestamp": "2025-01-15T10:00:00Z",
+        "data": {"from": "+919876543210", "to": "+14155550100", "text": "via svix"},
+    }
+    body = json.dumps(envelope)
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    headers = {
+        "Content-Type": "application/json",
+        "svix-id": "msg_e2e",
+        "svix-timestamp": str(int(now.timestamp())),
+        "svix-signature": Webhook(STANDARD_WEBHOOKS_SECRET).sign("msg_e2e", now, body),
+    }
+    assert server.request("POST", "/webhook", body=body.encode(), headers=headers).status == 200
+    assert server.get_json("/messages/msg_e2e")["text"] == "via svix"
+    forged = server.request(
+        "POST", "/webhook", body=body.encode(), headers={**headers, "svix-id": "x"}
+    )
+    assert forged.status == 401
+    (rejection,) = server.get_json("/rejections")["data"]
+    assert (rejection["provider"], rejection["reason"], rejection["body"]) == (
+        "webhook",
+        "invalid signature",
+        None,
+    )

@@ -62,6 +62,8 @@ OPERATIONS = {
     "GET /messages",
     "GET /messages/{message_id}",
     "GET /feed",
+    "GET /statuses",
+    "GET /rejections",
     "GET /stats",
     "GET /health/live",
     "GET /health/ready",

@@ -102,11 +102,21 @@ def test_non_ascii_body(client, twilio):
     assert client.get("/messages", query_string={"q": "ÇA VA"}).get_json()["total"] == 1
 
 
-def test_empty_body_is_stored_as_empty_text(client, twilio):
-    # An MMS with only a picture has an empty Body.
-    response = twilio(Body="", NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME1")
+def test_picture_without_body_has_no_text_and_its_media(client, twilio):
+    # An MMS with only a picture has an empty Body: nothing readable, the picture is its media.
+    response = twilio(
+        Body="",
+        NumMedia="1",
+        MediaUrl0="https://api.twilio.com/media/ME1",
+        MediaContentType0="image/jpeg",
+    )
     assert response.status_code == 200
-    assert only_message(client)["text"] == ""
+    assert only_message(client)["text"] is None
+    record = client.get(f"/messages/{SID}").get_json()
+    assert (record["type"], record["channel"]) == ("media", "mms")
+    assert record["media"] == [
+        {"url": "https://api.twilio.com/media/ME1", "mime_type": "image/jpeg"}
+    ]
 
 
 def test_retried_message_sid_is_a_duplicate(client, twilio):

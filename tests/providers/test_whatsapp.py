@@ -251,7 +251,7 @@ MESSAGE_TYPES = [
                 "url": "https://www.meta.com",
             }
         },
-        None,
+        "Main Office, 1 Hacker Way, Menlo Park, CA 94025",
         id="location",
     ),
     pytest.param(
@@ -297,7 +297,7 @@ MESSAGE_TYPES = [
     pytest.param(
         "contacts",
         {"contacts": [{"name": {"formatted_name": "Barbara Johnson"}, "phones": []}]},
-        None,
+        "Barbara Johnson",
         id="contacts",
     ),
     pytest.param(
@@ -315,7 +315,7 @@ def test_text_of_each_message_type(client, wa, kind, content, text):
     assert wa.messages(message).status_code == 200
     stored = record(client, "wamid.typed")
     assert (stored["text"], stored["type"], stored["provider"]) == (text, kind, "whatsapp")
-    assert stored["raw"] == message
+    assert stored["raw"]["message"] == message
     assert client.get("/messages").get_json()["data"][0]["text"] == text
 
 
@@ -384,9 +384,9 @@ def test_several_entries_and_changes_in_one_post(client, wa):
     }
 
 
-def test_statuses_only_are_acknowledged_counted_and_not_stored(client, wa):
+def test_statuses_only_are_status_events_not_messages(client, wa):
     before = (updates(client, "status"), updates(client, "message"), stored_count(client))
-    accepted = requests_total(client, "accepted")
+    accepted = requests_total(client, "status")
     statuses = [wa_status("wamid.out1", "sent"), wa_status("wamid.out1", "delivered")]
     statuses.append({**wa_status("wamid.out2", "failed"), "errors": [{"code": 131047}]})
     response = wa(wa_notification(wa_change(statuses=statuses)))
@@ -395,7 +395,21 @@ def test_statuses_only_are_acknowledged_counted_and_not_stored(client, wa):
     assert_nothing_stored(client)
     after = (updates(client, "status"), updates(client, "message"), stored_count(client))
     assert after == (before[0] + 3, before[1], before[2])
-    assert requests_total(client, "accepted") == accepted + 1
+    assert requests_total(client, "status") == accepted + 1
+    listed = client.get("/statuses").get_json()["data"]
+    assert [(s["message_id"], s["status"]) for s in listed] == [
+        ("wamid.out1", "sent"),
+        ("wamid.out1", "delivered"),
+        ("wamid.out2", "failed"),
+    ]
+    assert listed[2]["errors"] == [{"code": 131047}]
+    assert listed[2]["raw"]["status"] == statuses[2]
+    # Redelivered: nothing new; one message's and one status's filters.
+    assert wa(wa_notification(wa_change(statuses=statuses))).status_code == 200
+    assert len(client.get("/statuses").get_json()["data"]) == 3
+    query = {"message_id": "wamid.out1", "status": "delivered"}
+    (only,) = client.get("/statuses", query_string=query).get_json()["data"]
+    assert only["status"] == "delivered"
 
 
 @pytest.mark.parametrize("field", ["message_template_status_update", "account_alerts"])
@@ -437,12 +451,13 @@ def test_messages_filter_by_a_business_scoped_user_id(client, wa):
     assert [m["message_id"] for m in response.get_json()["data"]] == ["wamid.bsuid"]
 
 
-def test_sender_with_neither_phone_nor_user_id_refuses_the_batch(client, wa):
+def test_sender_with_neither_phone_nor_user_id_is_quarantined(client, wa):
     no_sender = wa_text("wamid.nobody", sender=None)
     response = wa.messages(wa_text("wamid.fine"), no_sender, contacts=[{"profile": {"name": "X"}}])
-    detail = assert_json_error(response, 422)
-    assert detail[0]["loc"][:2] == ["body", "entry"]
-    assert_nothing_stored(client)
+    assert response.status_code == 200
+    assert [m["message_id"] for m in client.get("/messages").get_json()["data"]] == ["wamid.fine"]
+    (rejection,) = client.get("/rejections").get_json()["data"]
+    assert rejection["reason"].endswith("from: Field required: a phone number or a user ID")
 
 
 # --- signature, configuration, size, validation ---------------------------------------------------
@@ -572,17 +587,44 @@ def _without(message, key):
         pytest.param("a message", id="not-an-object"),
     ],
 )
-def test_one_invalid_message_refuses_the_whole_batch(client, wa, broken):
+def test_one_invalid_message_is_quarantined_the_rest_stored(client, wa, broken):
+    # A retry could never succeed: the batch is acknowledged, the good messages stored, and the
+    # bad one kept as a rejection with its reason and the (authentic) body.
+    before = requests_total(client, "quarantined")
     response = wa.messages(wa_text("wamid.good1"), broken, wa_text("wamid.good2"))
-    assert_json_error(response, 422)
-    assert_nothing_stored(client)
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert [m["message_id"] for m in client.get("/messages").get_json()["data"]] == [
+        "wamid.good1",
+        "wamid.good2",
+    ]
+    assert requests_total(client, "quarantined") == before + 1
+    (rejection,) = client.get("/rejections").get_json()["data"]
+    assert rejection["provider"] == "whatsapp"
+    assert rejection["reason"].startswith("body.entry.0.changes.0.value.messages.1")
+    assert "wamid.good1" in rejection["body"]
 
 
-def test_change_without_business_number_422(client, wa):
+def test_change_without_business_number_quarantines_its_messages(client, wa):
     change = wa_change([wa_text("wamid.good")])
     del change["value"]["metadata"]
-    assert_json_error(wa(wa_notification(change)), 422)
+    assert wa(wa_notification(change)).status_code == 200
     assert_nothing_stored(client)
+    (rejection,) = client.get("/rejections").get_json()["data"]
+    assert rejection["reason"] == (
+        "body.entry.0.changes.0.value.metadata.display_phone_number: Field required: a phone number"
+    )
+
+
+def test_statuses_only_change_without_business_number_200(client, wa):
+    change = wa_change([])
+    del change["value"]["metadata"]
+    change["value"]["statuses"] = [
+        {"id": "wamid.out1", "status": "sent", "timestamp": "1749416383", "recipient_id": "1"}
+    ]
+    assert wa(wa_notification(change)).status_code == 200
+    (status,) = client.get("/statuses").get_json()["data"]
+    assert (status["message_id"], status["status"]) == ("wamid.out1", "sent")
 
 
 def test_body_over_4_mib_413(client, wa):

@@ -1,6 +1,7 @@
 """Schema migrations: one Alembic history for both backends, `flask db upgrade`, and databases of
 lyftr 1.0 (made before migrations existed) upgraded in place with their data."""
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 from helpers import SECRET, Sender, sample_message
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from lyftr import create_app
 from lyftr.extensions import db
@@ -187,3 +188,63 @@ def test_release_1_0_database_upgrades_in_place(release_1_0_database, how):
 def test_unsupported_database_is_refused_at_start(tmp_path):
     with pytest.raises(ValueError, match="not supported"):
         create_app({"WEBHOOK_SECRET": SECRET, "DATABASE_URL": "mysql://root@127.0.0.1/test"})
+
+
+def test_0004_backfills_the_record_from_raw(app):
+    # Rows stored before 0004 kept the provider's payload in raw (WhatsApp: the message object
+    # alone; Twilio: the form): the new fields are read from it.
+    flask_db(app, "upgrade", "0003")
+    whatsapp = {
+        "from": "16505551234",
+        "id": "wamid.old",
+        "timestamp": "1749416383",
+        "type": "location",
+        "context": {"from": "15550783881", "id": "wamid.ctx"},
+        "location": {"latitude": 37.46, "longitude": -122.21, "name": "HQ", "address": "1 Way"},
+    }
+    twilio = {
+        "MessageSid": "MMold",
+        "From": "whatsapp:+14155550100",
+        "To": "whatsapp:+14155550199",
+        "Body": "",
+        "NumMedia": "1",
+        "MediaUrl0": "https://api.twilio.com/media/ME1",
+        "MediaContentType0": "image/jpeg",
+        "ProfileName": "Ada",
+        "OriginalRepliedMessageSid": "SMparent",
+    }
+    insert = (
+        "INSERT INTO messages (message_id, from_msisdn, to_msisdn, ts, ts_key, text, created_at, "
+        "provider, type, raw) VALUES (:id, '+1', '+2', 't', 't', NULL, '2025', :provider, 't', "
+        ":raw)"
+    )
+    with app.app_context(), db.engine.begin() as connection:
+        for message_id, provider, raw in (
+            ("wamid.old", "whatsapp", whatsapp),
+            ("MMold", "twilio", twilio),
+            ("w1", "webhook", None),
+        ):
+            connection.execute(
+                text(insert),
+                {"id": message_id, "provider": provider, "raw": raw and json.dumps(raw)},
+            )
+    flask_db(app, "upgrade")
+    columns = "channel, sender_name, media, location, reply_to, reactions, edited_at, revoked_at"
+    with app.app_context(), db.engine.connect() as connection:
+        rows = {
+            row[0]: row[1:]
+            for row in connection.execute(text(f"SELECT message_id, {columns} FROM messages"))
+        }
+    assert rows["w1"] == ("webhook", None, None, None, None, None, None, None)
+    channel, name, media, location, reply_to, *rest = rows["wamid.old"]
+    assert (channel, name, media, reply_to, rest) == (
+        "whatsapp",
+        None,
+        None,
+        "wamid.ctx",
+        [None] * 3,
+    )
+    assert json.loads(location) == whatsapp["location"]
+    channel, name, media, location, reply_to, *rest = rows["MMold"]
+    assert (channel, name, location, reply_to) == ("whatsapp", "Ada", None, "SMparent")
+    assert json.loads(media) == [{"url": twilio["MediaUrl0"], "mime_type": "image/jpeg"}]

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from sqlalchemy.exc import OperationalError
 
 from lyftr.config import sqlite_path
-from lyftr.store import commit_signal, database_errors, sql
-from lyftr.store.backend import MessageRecord
+from lyftr.store import actions, commit_signal, database_errors, events, sql
+from lyftr.store.backend import MessageRecord, RejectionRow, StatusRow
 from lyftr.store.folding import indexed_text
 from lyftr.store.sqlite import bulk, positions, reads
 from lyftr.store.sqlite.connections import ConnectionCache, as_sqlalchemy_error, tune
@@ -117,7 +117,7 @@ class SQLiteBackend:
             finally:
                 cursor.close()
 
-    def insert_batch(self, messages):
+    def insert_batch(self, messages, actions=()):
         """See ``backend.Backend``."""
         created_at = now_iso()
         deliveries = [
@@ -127,8 +127,36 @@ class SQLiteBackend:
             for m in messages
         ]
         with self.writer.turn(), self._immediate() as cursor:
-            stored = sum(_store(cursor, delivery) for delivery in deliveries)
-        return stored
+            created_ids = [d.row[0] for d in deliveries if _store(cursor, d)]
+            events.apply_actions(
+                _executor(cursor),
+                lambda target, changes: _write_changes(cursor, target, changes),
+                created_ids,
+                actions,
+            )
+        return len(created_ids)
+
+    # --- statuses and rejections (``events``) -------------------------------------------------
+
+    def insert_statuses(self, statuses):
+        with self.writer.turn(), self._immediate() as cursor:
+            return events.insert_statuses(_executor(cursor), statuses)
+
+    def record_rejection(self, rejection, keep):
+        with self.writer.turn(), self._immediate() as cursor:
+            events.record_rejection(_executor(cursor), rejection, keep)
+
+    def list_statuses(self, *, message_id, status, since_key, after, limit):
+        statement, params = events.list_statuses(
+            message_id=message_id, status=status, since_key=since_key, after=after, limit=limit
+        )
+        with self.connections.connection() as connection:
+            return [StatusRow._make(row) for row in connection.execute(statement, params)]
+
+    def list_rejections(self, *, provider, before, limit):
+        statement, params = events.list_rejections(provider=provider, before=before, limit=limit)
+        with self.connections.connection() as connection:
+            return [RejectionRow._make(row) for row in connection.execute(statement, params)]
 
     def get_message(self, message_id):
         """See ``backend.Backend``."""
@@ -372,6 +400,22 @@ def _forget_rows(cursor, rows, purged_at):
         cursor.executemany(sql.drop_empty_hours(table, ":hour"), hours)
     cursor.executemany("DELETE FROM messages_fts WHERE rowid = ?", [(r[0],) for r in rows])
     cursor.executemany("DELETE FROM messages WHERE rowid = ?", [(r[0],) for r in rows])
+
+
+def _executor(cursor):
+    return lambda statement, params: cursor.execute(statement, params).fetchall()
+
+
+def _write_changes(cursor, target, changes):
+    """An action's changes to ``target``, its search entry rewritten if its text changed."""
+    cursor.execute(actions.update_statement(changes), {**changes, "message_id": target})
+    if "text" in changes:
+        rowid = cursor.execute(
+            "SELECT rowid FROM messages WHERE message_id = ?", (target,)
+        ).fetchone()[0]
+        cursor.execute("DELETE FROM messages_fts WHERE rowid = ?", (rowid,))
+        if changes["text"]:
+            cursor.execute(_SEARCH_ONE, (rowid, indexed_text(changes["text"])))
 
 
 def _store(cursor, delivery):
