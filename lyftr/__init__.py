@@ -18,6 +18,7 @@ def create_app(test_config=None):
     app.config.update(config.from_env())
     if test_config:
         app.config.update(test_config)
+    config.check_secrets(app.config)  # a set but empty key is a forgery hole: refused here
     database_uri = config.sqlalchemy_uri(app.config["DATABASE_URL"])
     app.config.update(
         SQLALCHEMY_DATABASE_URI=database_uri,
@@ -29,7 +30,7 @@ def create_app(test_config=None):
     app.url_map.merge_slashes = False
 
     store.backend_for(database_uri)  # an unsupported database: a clear error, not a driver's
-    console.init_app(app)  # API_TOKEN without SECRET_KEY: refused here, before anything starts
+    console.init_app(app)
     store.init_app(app)
     api.init_app(app)
     providers.init_app(app)
