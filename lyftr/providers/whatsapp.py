@@ -30,6 +30,7 @@ from lyftr.api.response_schemas import (
     unavailable_response,
 )
 from lyftr.api.schemas import INVALID_JSON, MESSAGE_ID_MAX
+from lyftr.api.strict_json import MAX_STORED_DEPTH
 from lyftr.config import MAX_PROVIDER_BODY_BYTES
 from lyftr.providers import inbound, signing
 from lyftr.providers.inbound import parse_json, read_body
@@ -185,11 +186,12 @@ def receive_notification():
         _outcome("invalid_signature")
         return error_response(401, "invalid signature")
     try:
-        notification = parse_notification(parse_json(body))
+        notification = parse_notification(parse_json(body, max_depth=MAX_STORED_DEPTH))
     except InvalidNotification as exc:
         _outcome("validation_error", key=key)
         return error_response(422, exc.detail)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
+    # not JSON, not UTF-8, a key twice, or nested too deeply (the input is never echoed)
+    except (ValueError, RecursionError):
         _outcome("validation_error", key=key)
         return error_response(
             422, [{"type": "json_invalid", "loc": ["body"], "msg": INVALID_JSON, "input": None}]
