@@ -25,6 +25,12 @@ def create_app(test_config=None):
         SQLALCHEMY_ENGINE_OPTIONS=config.engine_options(database_uri, app.config),
         MAX_CONTENT_LENGTH=config.MAX_BODY_BYTES,
     )
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only the client address: the scheme and host stay the connection's (Twilio's signed
+        # URL comes from PUBLIC_BASE_URL, never from a header a client can set).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
     app.json.sort_keys = False
     # '//x' is a 404 like any unknown URL, not a redirect with an HTML body.
     app.url_map.merge_slashes = False

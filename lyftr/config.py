@@ -34,6 +34,9 @@ def from_env(environ=None):
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN", ""),
         # The URL the public reaches this service at (Twilio signs the URL it called).
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/"),
+        # Proxies in front of this service whose X-Forwarded-For is believed (0: none, the
+        # client is the connection's peer); with 1, the address the nearest proxy saw.
+        "TRUSTED_PROXIES": max(0, _int(env.get("TRUSTED_PROXIES"), 0)),
         "DATABASE_URL": env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
         "LOG_LEVEL": level if level in LOG_LEVELS else "INFO",
         "DB_BUSY_TIMEOUT_MS": _int(env.get("DB_BUSY_TIMEOUT_MS"), 5000),

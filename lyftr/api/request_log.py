@@ -67,6 +67,8 @@ def finish_request(response):
         "request_id": request_id,
         "method": request.method,
         "path": request.path,
+        # The peer, or with TRUSTED_PROXIES the address the proxies forwarded (werkzeug ProxyFix).
+        "client": request.remote_addr,
         "status": response.status_code,
         "latency_ms": round(latency_ms, 3),
         **fields,

@@ -198,16 +198,17 @@ def failure_cause(exc):
 
 
 def database_problem():
-    """Why the database cannot serve now (for readiness), or None: unable to take writes (full,
-    read-only), unreachable, or without its schema."""
+    """Why the database cannot serve now (for readiness), or None: ``(cause, error)``, the cause
+    in a few words (unable to take writes: full, read-only; unreachable; without its schema) and
+    the driver's error, if any, which may name hosts and files (for the log only)."""
     try:
         cause = backend().check_writable()
         if cause is None:
             _call(_read_tables)
     except Exception as exc:
         reason = getattr(exc, "orig", None) or exc
-        return f"{database_errors.cause(exc)}: {reason}"
-    return f"cannot take writes: {cause}" if cause else None
+        return database_errors.cause(exc), f"{type(reason).__name__}: {reason}"
+    return (f"cannot take writes: {cause}", None) if cause else None
 
 
 def _read_tables():
