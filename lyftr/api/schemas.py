@@ -299,8 +299,14 @@ class ImportedMessageSchema(WebhookMessageSchema):
 
     @validates("received_at")
     def check_received_at(self, value, **kwargs):
-        if value is not None and parse_instant(value) is None:
+        if value is None:
+            return
+        instant = parse_instant(value)
+        if instant is None:
             raise ValidationError("Value should be an ISO-8601 UTC date-time")
+        # The console lists arrivals newest first: a future one would stay on top for ever.
+        if instant > timestamps.now_iso():
+            raise ValidationError("Value should not be in the future")
 
     @post_load
     def add_stored_form(self, data, **kwargs):

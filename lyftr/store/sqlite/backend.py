@@ -13,7 +13,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from sqlalchemy.exc import OperationalError
 
@@ -255,18 +255,41 @@ class SQLiteBackend:
 
     def backup(self, path):
         """``VACUUM INTO``: a consistent copy from one read transaction; writers go on meanwhile
-        (WAL), and the copy is compact and checked."""
+        (WAL), and the copy is compact and checked.
+
+        ``path`` must be new: it is created here, readable by its owner only, and never through a
+        symbolic link (an existing file, a dangling link: FileExistsError); a ``file:`` name,
+        which SQLite would read as a URI with options, is refused (ValueError).
+        """
         if self.path is None:
             raise NotImplementedError("an in-memory database has nothing to back up")
-        with self.connections.connection() as connection:
-            connection.execute("VACUUM INTO ?", (path,))
-        check = sqlite3.connect(path)
+        if path.startswith("file:"):
+            raise ValueError("a backup path cannot start with 'file:' (SQLite reads it as a URI)")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
         try:
-            result = check.execute("PRAGMA integrity_check").fetchone()[0]
+            created = os.fstat(fd)
+            # './' keeps a relative name from being read as a URI by any SQLite build.
+            target = path if os.path.isabs(path) else os.path.join(".", path)
+            with self.connections.connection() as connection:
+                connection.execute("VACUUM INTO ?", (target,))
+            # Still the file created above (not swapped for another meanwhile)?
+            written = os.stat(path, follow_symlinks=False)
+            if (written.st_dev, written.st_ino) != (created.st_dev, created.st_ino):
+                raise RuntimeError(f"{path} was replaced while the backup was written")
+            check = sqlite3.connect(target)
+            try:
+                result = check.execute("PRAGMA integrity_check").fetchone()[0]
+            finally:
+                check.close()
+            if result != "ok":
+                raise RuntimeError(f"backup failed its integrity check: {result}")
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(path)
+            raise
         finally:
-            check.close()
-        if result != "ok":
-            raise RuntimeError(f"backup failed its integrity check: {result}")
+            os.close(fd)
 
     # --- reading (the plans: ``reads``) ------------------------------------------------------
 
