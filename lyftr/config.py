@@ -43,8 +43,9 @@ def from_env(environ=None):
         # Messages that arrived more than this many days ago are deleted (unset: kept forever).
         "RETENTION_DAYS": _positive_float(env.get("RETENTION_DAYS")),
         "RETENTION_INTERVAL_S": _int(env.get("RETENTION_INTERVAL_S"), 60),
-        # A purged message_id is answered as a duplicate for this long (providers retry for 7).
-        "PURGED_IDS_KEEP_DAYS": _positive_float(env.get("PURGED_IDS_KEEP_DAYS")) or 8,
+        # A purged message_id is answered as a duplicate for this long (unset: for ever, 16 bytes
+        # a purged message; providers retry for 7 days, a captured request can be replayed later).
+        "PURGED_IDS_KEEP_DAYS": _positive_float(env.get("PURGED_IDS_KEEP_DAYS")),
         # PostgreSQL only: connections kept per worker process, and extra ones allowed under load.
         "DB_POOL_SIZE": _int(env.get("DB_POOL_SIZE"), 5),
         "DB_MAX_OVERFLOW": _int(env.get("DB_MAX_OVERFLOW"), 10),

@@ -112,8 +112,8 @@ def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep):
     """Delete every message that arrived before ``before`` (an ISO-8601 UTC instant, as
     created_at is written), in small transactions; return how many (or, dry, would be).
 
-    Their IDs are remembered (purged_ids) so that a retried delivery is a duplicate; those
-    remembered since before ``forget_before`` are forgotten."""
+    Their IDs are remembered (as hashes, purged_hashes) so that a retried or replayed delivery is
+    a duplicate; those remembered since before ``forget_before`` (if given) are forgotten."""
     if dry_run:
         return _call(backend().count_purgeable, before)
     purged, purged_at = 0, now_iso()

@@ -49,7 +49,8 @@ def _move_staged(numbered):
         "WITH added AS ("
         f" INSERT INTO messages ({', '.join(_COLUMNS)}{seq_column})"
         f" SELECT {', '.join(_COLUMNS)}{seq_value} FROM lyftr_bulk b"
-        " WHERE NOT EXISTS (SELECT 1 FROM purged_ids p WHERE p.message_id = b.message_id)"
+        " WHERE NOT EXISTS (SELECT 1 FROM purged_hashes p"
+        f" WHERE p.hash = {sql.pg_id_hash('b.message_id')})"
         " ORDER BY position"
         " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn),"
         " counted AS ("
@@ -83,8 +84,9 @@ _PURGE = text(
     " ORDER BY created_at, message_id LIMIT :n FOR UPDATE SKIP LOCKED),"
     " deleted AS (DELETE FROM messages m USING doomed WHERE m.message_id = doomed.message_id"
     " RETURNING m.message_id, m.from_msisdn),"
-    " remembered AS (INSERT INTO purged_ids (message_id, purged_at)"
-    " SELECT message_id, :purged_at FROM deleted ON CONFLICT (message_id) DO NOTHING),"
+    " remembered AS (INSERT INTO purged_hashes (hash, purged_at)"
+    f" SELECT {sql.pg_id_hash('message_id')}, :purged_at FROM deleted"
+    " ON CONFLICT (hash) DO NOTHING),"
     " discounted AS (UPDATE sender_counts s SET count = s.count - d.n"
     " FROM (SELECT from_msisdn, count(*) AS n FROM deleted GROUP BY from_msisdn) d"
     " WHERE s.from_msisdn = d.from_msisdn RETURNING s.from_msisdn, s.count)"
@@ -321,6 +323,7 @@ def _stored_text(value):
 def _row(message, created_at):
     row = dict(zip(sql.MESSAGE_COLUMNS, sql.message_values(message, created_at), strict=True))
     row["text"], row["text_escaped"], row["text_folded"] = _stored_text(message["text"])
+    row["purged_hash"] = sql.id_hash(message["message_id"])
     return row
 
 

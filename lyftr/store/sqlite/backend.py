@@ -34,7 +34,7 @@ _INSERT_ONE = sql.insert_message(returning="rowid", named=False)
 _RECORD = f"SELECT {sql.RECORD_COLUMNS} FROM messages WHERE message_id = ?"
 _STORED_OR_PURGED = (
     "SELECT 1 FROM messages WHERE message_id = ?1 UNION ALL "
-    "SELECT 1 FROM purged_ids WHERE message_id = ?1 LIMIT 1"
+    "SELECT 1 FROM purged_hashes WHERE hash = ?2 LIMIT 1"
 )
 PURGE_LOCK_SUFFIX = "-purge.lock"
 _SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
@@ -82,7 +82,7 @@ class SQLiteBackend:
             # A redelivery, or a retry of a purged message: no write lock needed. (A message purged
             # between this read and the insert is caught by the insert's own check.)
             return False
-        row = sql.message_values(message, now_iso())
+        row = _insert_row(message, now_iso())
         delivery = Delivery(row, indexed_text(message["text"]) if message["text"] else None)
         self.writer.submit(delivery, self._write_deliveries)
         if delivery.error is not None:
@@ -110,9 +110,7 @@ class SQLiteBackend:
         """See ``backend.Backend``."""
         created_at = now_iso()
         deliveries = [
-            Delivery(
-                sql.message_values(m, created_at), indexed_text(m["text"]) if m["text"] else None
-            )
+            Delivery(_insert_row(m, created_at), indexed_text(m["text"]) if m["text"] else None)
             for m in messages
         ]
         with self.writer.turn(), self._immediate() as cursor:
@@ -127,7 +125,8 @@ class SQLiteBackend:
 
     def _stored(self, message_id):
         with self.connections.connection() as connection:
-            return connection.execute(_STORED_OR_PURGED, (message_id,)).fetchone() is not None
+            found = connection.execute(_STORED_OR_PURGED, (message_id, sql.id_hash(message_id)))
+            return found.fetchone() is not None
 
     def _write_deliveries(self, batch):
         """Insert every delivery of ``batch`` in one transaction; set each one's outcome."""
@@ -341,19 +340,24 @@ class SQLiteBackend:
 
 def _forget_rows(cursor, rows, purged_at):
     """Delete ``rows`` (rowid, message_id, from) with their search entries and counts, and keep
-    their IDs in purged_ids."""
+    their IDs' hashes in purged_hashes."""
     senders = {}
     for _, _, sender in rows:
         senders[sender] = senders.get(sender, 0) + 1
     cursor.executemany(
         sql.REMEMBER_PURGED,
-        [{"message_id": message_id, "purged_at": purged_at} for _, message_id, _ in rows],
+        [{"hash": sql.id_hash(message_id), "purged_at": purged_at} for _, message_id, _ in rows],
     )
     for sender, n in senders.items():
         cursor.execute(sql.DISCOUNT_SENDER, {"n": n, "from_msisdn": sender})
         cursor.execute(sql.DROP_EMPTY_SENDER, {"from_msisdn": sender})
     cursor.executemany("DELETE FROM messages_fts WHERE rowid = ?", [(r[0],) for r in rows])
     cursor.executemany("DELETE FROM messages WHERE rowid = ?", [(r[0],) for r in rows])
+
+
+def _insert_row(message, created_at):
+    """The parameters of ``_INSERT_ONE``: the message's values, then its ID's hash."""
+    return (*sql.message_values(message, created_at), sql.id_hash(message["message_id"]))
 
 
 def _store(cursor, delivery):

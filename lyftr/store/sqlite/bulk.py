@@ -55,7 +55,7 @@ def load_batch(connection, rows):
             # numbering is), after the rows already waiting for a position.
             positions.number_pending(cursor)
             first = positions.take(cursor, len(rows))
-            numbered = [(*row, first + i) for i, row in enumerate(rows)]
+            numbered = [(*row, first + i, sql.id_hash(row[0])) for i, row in enumerate(rows)]
             cursor.executemany(_INSERT_NUMBERED, numbered)
             # ON CONFLICT DO NOTHING: rowcount is the number of rows actually inserted.
             stored = cursor.rowcount
