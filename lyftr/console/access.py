@@ -3,7 +3,8 @@
 A login puts in the signed session cookie an HMAC of the token (not the token: a signed cookie is
 readable), the time it was issued and a random nonce. A session is valid for SESSION_LIFETIME
 after its issue, while the token is the same and until it is logged out: logging out revokes its
-nonce (``SessionRevocations``), so a copy of the cookie replayed later is refused too.
+nonce in the database (``store.revoke_session``, seen by every worker and host), so a copy of the
+cookie replayed later is refused too.
 
 Failed logins are delayed per client address, exponentially up to LOGIN_DELAY_MAX_S: while an
 address is delayed its attempts are not even checked (429 with Retry-After). Each failure is
@@ -17,11 +18,11 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
 
-from lyftr import metrics
+from lyftr import metrics, store
 from lyftr.api.request_log import annotate
 from lyftr.console.blueprint import bp
 
@@ -36,8 +37,6 @@ SESSION_LIFETIME = timedelta(hours=12)
 LOGIN_DELAY_MAX_S = 60
 # Addresses remembered per worker process (the least recently seen are forgotten first).
 LOGIN_ADDRESSES_MAX = 10_000
-# Logged-out sessions remembered per worker process until they would have expired anyway.
-REVOKED_SESSIONS_MAX = 100_000
 # A path of the console, with an optional query: nothing that leaves it or splits a header.
 _CONSOLE_PATH = re.compile(r"/ui(?:/[A-Za-z0-9._~%+\-/!$&'()*,;=:@]*)?(?:\?[\x21-\x7e]*)?")
 
@@ -57,7 +56,6 @@ def init_app(app):
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
     app.extensions["lyftr.console.logins"] = LoginThrottle()
-    app.extensions["lyftr.console.revoked"] = SessionRevocations()
 
 
 class LoginThrottle:
@@ -89,28 +87,6 @@ class LoginThrottle:
             self.failures.pop(address, None)
 
 
-class SessionRevocations:
-    """Nonces of logged-out sessions, each until its session would have expired anyway."""
-
-    def __init__(self, max_entries=REVOKED_SESSIONS_MAX):
-        self.max_entries = max_entries
-        self.until = OrderedDict()  # nonce -> expiry (wall clock), in order of revocation
-        self.lock = threading.Lock()
-
-    def revoke(self, nonce, expires_at):
-        with self.lock:
-            self.until[nonce] = expires_at
-            while len(self.until) > self.max_entries:
-                self.until.popitem(last=False)
-
-    def revoked(self, nonce, now=None):
-        now = time.time() if now is None else now
-        with self.lock:
-            while self.until and next(iter(self.until.values())) < now:
-                self.until.popitem(last=False)
-            return nonce in self.until
-
-
 def _token_digest():
     key = current_app.config["SECRET_KEY"]
     key = key if isinstance(key, bytes) else key.encode("utf-8")
@@ -132,7 +108,7 @@ def _session_valid():
         return False
     if not hmac.compare_digest(str(session.get("auth", "")), _token_digest()):
         return False
-    return not current_app.extensions["lyftr.console.revoked"].revoked(nonce, now)
+    return not store.session_revoked(nonce)
 
 
 def _logged_in():
@@ -239,7 +215,8 @@ def login():
 def logout():
     if _protected() and _csrf_ok():
         if _session_valid():
-            expires_at = session["iat"] + SESSION_LIFETIME.total_seconds()
-            current_app.extensions["lyftr.console.revoked"].revoke(session["nonce"], expires_at)
+            expires = datetime.fromtimestamp(session["iat"], UTC) + SESSION_LIFETIME
+            until = expires.isoformat(timespec="microseconds").replace("+00:00", "Z")
+            store.revoke_session(session["nonce"], until)
         session.clear()
     return redirect(url_for("console.login") if _protected() else url_for("console.index"))

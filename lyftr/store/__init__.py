@@ -125,6 +125,16 @@ def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep):
     return purged
 
 
+def revoke_session(nonce, expires_at):
+    """Log the console session ``nonce`` out for every process, until ``expires_at`` (an ISO-8601
+    UTC instant, as now_iso writes it)."""
+    _call(backend().revoke_session, nonce, expires_at, now_iso())
+
+
+def session_revoked(nonce):
+    return _call(backend().session_revoked, nonce)
+
+
 def exclusive_purge():
     """A context: True inside if no other process or host is purging (see Backend)."""
     return backend().exclusive_purge()

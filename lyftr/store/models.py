@@ -50,6 +50,17 @@ class SenderCount(db.Model):
     __table_args__ = (Index("ix_sender_counts_rank", count.desc(), "from_msisdn"),)
 
 
+class ConsoleRevocation(db.Model):
+    """A logged-out console session (its nonce), until it would have expired anyway."""
+
+    __tablename__ = "console_revocations"
+
+    nonce: Mapped[str] = mapped_column(String, primary_key=True)
+    expires_at: Mapped[str] = mapped_column(String, nullable=False)
+
+    __table_args__ = (Index("ix_console_revocations_expires_at", "expires_at"),)
+
+
 class PurgedHash(db.Model):
     """A purged message's ID as an 8-byte hash (``sql.id_hash``), kept (by default for ever): a
     delivery of it again, a provider's retry or a captured request replayed, is a duplicate."""

@@ -171,6 +171,16 @@ class PostgresBackend:
         with self.engine.begin() as connection:
             return connection.execute(text(sql.FORGET_PURGED), {"before": before}).rowcount
 
+    def revoke_session(self, nonce, expires_at, now):
+        with self.engine.begin() as connection:
+            connection.execute(text(sql.FORGET_REVOCATIONS), {"now": now})
+            connection.execute(text(sql.REVOKE_SESSION), {"nonce": nonce, "expires_at": expires_at})
+
+    def session_revoked(self, nonce):
+        with self.engine.connect() as connection:
+            found = connection.execute(text(sql.SESSION_REVOKED), {"nonce": nonce}).first()
+        return found is not None
+
     @contextmanager
     def exclusive_purge(self):
         """A session advisory lock, not waited for, on a connection kept for the purge."""

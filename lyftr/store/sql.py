@@ -147,6 +147,15 @@ REMEMBER_PURGED = (
 )
 FORGET_PURGED = "DELETE FROM purged_hashes WHERE purged_at < :before"
 
+# --- console sessions ----------------------------------------------------------------------------
+
+REVOKE_SESSION = (
+    "INSERT INTO console_revocations (nonce, expires_at) VALUES (:nonce, :expires_at) "
+    "ON CONFLICT (nonce) DO NOTHING"
+)
+FORGET_REVOCATIONS = "DELETE FROM console_revocations WHERE expires_at < :now"
+SESSION_REVOKED = "SELECT 1 FROM console_revocations WHERE nonce = :nonce"
+
 
 def export_page(*, from_msisdn=None, since_key=None, position=None, columns=RECORD_COLUMNS):
     """The next page of an export in arrival order, after ``position`` (created_at, message_id)."""

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from lyftr.console.access import LOGIN_DELAY_MAX_S, LoginThrottle, SessionRevocations
+from lyftr import store
+from lyftr.console.access import LOGIN_DELAY_MAX_S, LoginThrottle
 from lyftr.logs import LineFormatter
 
 TOKEN = "console-t0ken-of-enough-length-32"
@@ -158,9 +159,20 @@ def test_next_keeps_a_console_path_with_its_query(guarded):
     assert log_in(guarded, next_path=target).location == target
 
 
-def test_revocations_are_bounded_and_forget_expired_sessions():
-    revoked = SessionRevocations(max_entries=10)
-    for n in range(50):
-        revoked.revoke(f"n{n}", expires_at=2000.0)
-    assert len(revoked.until) == 10 and revoked.revoked("n49", now=1000.0)
-    assert not revoked.revoked("n49", now=3000.0) and not revoked.until
+def test_a_logout_on_one_worker_is_seen_by_another(make_app):
+    first, second = make_app(API_TOKEN=TOKEN).test_client(), make_app(API_TOKEN=TOKEN).test_client()
+    log_in(first)
+    cookie = first.get_cookie("lyftr_console", path="/ui").value
+    second.set_cookie("lyftr_console", cookie, path="/ui")
+    assert second.get("/ui").status_code == 200  # one session, valid on both
+    page = first.get("/ui")
+    assert first.post("/ui/logout", data={"csrf": csrf_of(page)}).status_code == 302
+    assert second.get("/ui").status_code == 302
+
+
+def test_revocations_are_forgotten_once_their_sessions_expire(app):
+    with app.app_context():
+        store.revoke_session("old", "2000-01-01T00:00:00.000000Z")
+        assert store.session_revoked("old")
+        store.revoke_session("new", "2100-01-01T00:00:00.000000Z")  # forgets the expired
+        assert store.session_revoked("new") and not store.session_revoked("old")

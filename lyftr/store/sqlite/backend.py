@@ -226,6 +226,15 @@ class SQLiteBackend:
         with self.writer.turn(), self._immediate() as cursor:
             return cursor.execute(sql.FORGET_PURGED, {"before": before}).rowcount
 
+    def revoke_session(self, nonce, expires_at, now):
+        with self.writer.turn(), self._immediate() as cursor:
+            cursor.execute(sql.FORGET_REVOCATIONS, {"now": now})
+            cursor.execute(sql.REVOKE_SESSION, {"nonce": nonce, "expires_at": expires_at})
+
+    def session_revoked(self, nonce):
+        with self.connections.connection() as connection:
+            return connection.execute(sql.SESSION_REVOKED, {"nonce": nonce}).fetchone() is not None
+
     @contextmanager
     def exclusive_purge(self):
         """An flock of a file beside the database, not waited for: another process purging."""

@@ -6,6 +6,9 @@ purged ID for ever costs ~16 bytes a message plus its index entry, and a capture
 replayed long after its message was purged is still a duplicate. The IDs remembered so far are
 hashed into it. A downgrade cannot turn hashes back into IDs: it leaves ``purged_ids`` empty.
 
+``console_revocations``: the console's logged-out sessions (their nonces), shared by every worker
+and host, each until its session would have expired anyway (12 hours after its login).
+
 Revision ID: 0005
 Revises: 0003
 Create Date: 2026-12-05
@@ -47,9 +50,17 @@ def upgrade():
         op.bulk_insert(hashes, [{"hash": h, "purged_at": at} for h, at in rows.items()])
     op.drop_index("ix_purged_ids_purged_at", table_name="purged_ids")
     op.drop_table("purged_ids")
+    op.create_table(
+        "console_revocations",
+        sa.Column("nonce", KEY, primary_key=True),
+        sa.Column("expires_at", sa.String(), nullable=False),
+    )
+    op.create_index("ix_console_revocations_expires_at", "console_revocations", ["expires_at"])
 
 
 def downgrade():
+    op.drop_index("ix_console_revocations_expires_at", table_name="console_revocations")
+    op.drop_table("console_revocations")
     op.create_table(
         "purged_ids",
         sa.Column("message_id", KEY, primary_key=True),
