@@ -86,6 +86,8 @@ def standard_webhooks_key(secret):
 
 
 def _key_bytes(name, value):
+    if isinstance(value, bytes):  # SECRET_KEY may be given as bytes (Flask takes either)
+        return value.strip()
     if name == "STANDARD_WEBHOOKS_SECRET":
         return standard_webhooks_key(value)
     return value.strip().encode("utf-8", "surrogateescape")

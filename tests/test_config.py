@@ -91,3 +91,9 @@ def test_check_at_start_logs_and_refuses(caplog):
     assert config.check_at_start(PUBLIC, {"STANDARD_WEBHOOKS_SECRET": "whsec_"}) is False
     assert caplog.records[0].levelname == "ERROR"
     assert "STANDARD_WEBHOOKS_SECRET" in caplog.records[0].getMessage()
+
+
+def test_a_key_given_as_bytes_is_checked_as_bytes(database_url):
+    create_app({"DATABASE_URL": database_url, "SECRET_KEY": b"k" * 32})
+    with pytest.raises(ValueError, match="SECRET_KEY"):
+        create_app({"DATABASE_URL": database_url, "SECRET_KEY": b"  "})

@@ -6,7 +6,8 @@ after its issue, while the token is the same and until it is logged out: logging
 nonce in the database (``store.revoke_session``, seen by every worker and host), so a copy of the
 cookie replayed later is refused too.
 
-Failed logins are delayed per client address, exponentially up to LOGIN_DELAY_MAX_S: while an
+Failed logins are delayed per client address (from the second in a row), exponentially up to
+LOGIN_DELAY_MAX_S: while an
 address is delayed its attempts are not even checked (429 with Retry-After). Each failure is
 logged at WARNING (``result=login_failed``) and counted (``console_logins_total``).
 """
@@ -32,8 +33,8 @@ CONTENT_SECURITY_POLICY = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 SESSION_LIFETIME = timedelta(hours=12)
-# After the n-th failure in a row from one address its next attempt waits 2**(n-1) seconds, at
-# most LOGIN_DELAY_MAX_S: a typo costs a second, a guessing script one try a minute.
+# After the n-th failure in a row from one address (n >= 2) its next attempt waits 2**(n-2)
+# seconds, at most LOGIN_DELAY_MAX_S: one typo costs nothing, a guessing script one try a minute.
 LOGIN_DELAY_MAX_S = 60
 # Addresses remembered per worker process (the least recently seen are forgotten first).
 LOGIN_ADDRESSES_MAX = 10_000
@@ -77,7 +78,7 @@ class LoginThrottle:
         now = time.monotonic() if now is None else now
         with self.lock:
             count = self.failures.pop(address, (0, now))[0] + 1
-            delay = min(2 ** min(count - 1, 30), LOGIN_DELAY_MAX_S)
+            delay = min(2 ** min(count - 2, 30), LOGIN_DELAY_MAX_S) if count > 1 else 0
             self.failures[address] = (count, now + delay)
             while len(self.failures) > self.max_addresses:
                 self.failures.popitem(last=False)

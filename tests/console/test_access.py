@@ -52,6 +52,7 @@ def test_a_wrong_token_is_401_logged_at_warning_and_counted(guarded, caplog):
 
 
 def test_failures_delay_the_next_attempt_of_that_address_only(guarded):
+    assert log_in(guarded, token="wrong").status_code == 401  # one typo: no delay yet
     assert log_in(guarded, token="wrong").status_code == 401
     # The right token is not even checked while the address waits.
     delayed = log_in(guarded)
@@ -68,7 +69,7 @@ def test_the_delay_doubles_up_to_its_cap_and_a_success_resets_it():
     for n in range(10):
         throttle.failed("a", now=1000.0 + n * 1000)
         waits.append(throttle.wait_s("a", now=1000.0 + n * 1000))
-    assert waits[:4] == [1, 2, 4, 8] and max(waits) == LOGIN_DELAY_MAX_S
+    assert waits[:5] == [0, 1, 2, 4, 8] and max(waits) == LOGIN_DELAY_MAX_S
     throttle.succeeded("a")
     assert throttle.wait_s("a") == 0
 
@@ -76,7 +77,8 @@ def test_the_delay_doubles_up_to_its_cap_and_a_success_resets_it():
 def test_the_throttle_remembers_a_bounded_number_of_addresses():
     throttle = LoginThrottle(max_addresses=100)
     for n in range(1000):
-        throttle.failed(f"10.0.{n // 256}.{n % 256}")
+        for _ in range(2):
+            throttle.failed(f"10.0.{n // 256}.{n % 256}")
     assert len(throttle.failures) == 100
     assert throttle.wait_s("10.0.3.231") > 0 and throttle.wait_s("10.0.0.0") == 0
 
