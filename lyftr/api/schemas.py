@@ -195,16 +195,15 @@ class MessagesQuerySchema(Schema):
         load_default=None,
         metadata={
             "description": "Case-insensitive substring of text; '%' and '_' are literal. "
-            f"At most {Q_MAX} characters.",
-            "maxLength": Q_MAX,
+            f"At most {Q_MAX} characters (422 beyond).",
         },
     )
     cursor = fields.String(
         load_default=None,
         metadata={
             "description": "The next_cursor of a previous page: continues after its last message "
-            "(keyset paging, stable under concurrent inserts). At most 1024 characters.",
-            "maxLength": 1024,
+            "(keyset paging, stable under concurrent inserts). At most 1024 characters "
+            "(422 beyond).",
         },
     )
 

@@ -18,13 +18,16 @@ IDS = ["m1", "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA=", "
 
 
 def test_a_replay_years_after_the_purge_is_a_duplicate(make_app):
-    app = make_app(RETENTION_DAYS=1)  # PURGED_IDS_KEEP_DAYS unset: remembered for ever
-    assert app.config["PURGED_IDS_KEEP_DAYS"] is None
-    with app.app_context():  # no request yet: the app's own retention thread stays out of the way
+    # The settings retention runs with; the app itself has none, so no retention thread of its
+    # own outlives the test (and its database).
+    app = make_app()
+    settings = {**app.config, "RETENTION_DAYS": 1}
+    assert settings["PURGED_IDS_KEEP_DAYS"] is None  # unset: remembered for ever
+    with app.app_context():
         assert store.insert_message(stored_row("m1"))
         years_later = datetime.now(UTC) + timedelta(days=3650)
-        assert retention.purge_once(app.config, now=years_later) == 1
-        assert retention.purge_once(app.config, now=years_later + timedelta(days=3650)) == 0
+        assert retention.purge_once(settings, now=years_later) == 1
+        assert retention.purge_once(settings, now=years_later + timedelta(days=3650)) == 0
     client = app.test_client()
     send = Sender(client)
     assert send(sample_message(message_id="m1")).status_code == 200  # the captured request
@@ -50,13 +53,14 @@ def test_each_purged_id_is_one_8_byte_hash(app, send):
 
 
 def test_forgetting_after_a_configured_time_still_works(make_app):
-    app = make_app(RETENTION_DAYS=1, PURGED_IDS_KEEP_DAYS=8)
+    app = make_app()
+    settings = {**app.config, "RETENTION_DAYS": 1, "PURGED_IDS_KEEP_DAYS": 8}
     send = Sender(app.test_client())
     with app.app_context():
         assert store.insert_message(stored_row("m1"))
         now = datetime.now(UTC) + timedelta(days=2)
-        assert retention.purge_once(app.config, now=now) == 1
-        retention.purge_once(app.config, now=now + timedelta(days=9))
+        assert retention.purge_once(settings, now=now) == 1
+        retention.purge_once(settings, now=now + timedelta(days=9))
     assert send(sample_message(message_id="m1")).status_code == 200
     assert stored_total(app.test_client()) == 1
 
