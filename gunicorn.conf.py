@@ -94,7 +94,12 @@ logger_class = _AppLogsRequests
 
 
 def on_starting(server):
-    """Start every server with empty metrics: files of a previous run would be summed in."""
+    """Refuse empty secrets and warn of weak ones, once per server (lyftr.config); start every
+    server with empty metrics: files of a previous run would be summed in."""
+    from lyftr import config
+
+    if not config.check_at_start(server.cfg.bind):
+        raise SystemExit(1)
     for entry in os.listdir(_metrics_dir):
         path = os.path.join(_metrics_dir, entry)
         if os.path.isdir(path):

@@ -18,18 +18,25 @@ def create_app(test_config=None):
     app.config.update(config.from_env())
     if test_config:
         app.config.update(test_config)
+    config.check_secrets(app.config)  # a set but empty key is a forgery hole: refused here
     database_uri = config.sqlalchemy_uri(app.config["DATABASE_URL"])
     app.config.update(
         SQLALCHEMY_DATABASE_URI=database_uri,
         SQLALCHEMY_ENGINE_OPTIONS=config.engine_options(database_uri, app.config),
         MAX_CONTENT_LENGTH=config.MAX_BODY_BYTES,
     )
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Only the client address: the scheme and host stay the connection's (Twilio's signed
+        # URL comes from PUBLIC_BASE_URL, never from a header a client can set).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
     app.json.sort_keys = False
     # '//x' is a 404 like any unknown URL, not a redirect with an HTML body.
     app.url_map.merge_slashes = False
 
     store.backend_for(database_uri)  # an unsupported database: a clear error, not a driver's
-    console.init_app(app)  # API_TOKEN without SECRET_KEY: refused here, before anything starts
+    console.init_app(app)
     store.init_app(app)
     api.init_app(app)
     providers.init_app(app)

@@ -73,6 +73,14 @@ WHATSAPP_UPDATES = Counter(
     "Updates in WhatsApp notifications by kind: message, status (receipts) or other fields.",
     ["kind"],
 )
+CONSOLE_LOGIN_RESULTS = ("logged_in", "login_failed", "login_throttled")
+CONSOLE_LOGINS = Counter(
+    "console_logins_total",
+    "Console (/ui) login attempts by outcome; login_throttled: refused unchecked while delayed.",
+    ["result"],
+)
+for _result in CONSOLE_LOGIN_RESULTS:
+    CONSOLE_LOGINS.labels(_result)
 for _provider in PROVIDERS:
     MESSAGES_STORED.labels(_provider)
 for _result in PROVIDER_RESULTS:
@@ -105,6 +113,10 @@ def count_stored(provider, n=1):
 def count_whatsapp_updates(kind, n):
     if n:
         WHATSAPP_UPDATES.labels(kind).inc(n)
+
+
+def count_console_login(result):
+    CONSOLE_LOGINS.labels(result).inc()
 
 
 def current_values(sample_name):

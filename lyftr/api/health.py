@@ -42,8 +42,6 @@ READY_OPERATION = {
 def ready():
     """Ready when the webhook secret is set and the database can be read and written."""
     checks = readiness_checks()
-    if checks["database"] != "ok":
-        logger.warning("readiness: database %s", checks["database"])
     failed = sorted(name for name, state in checks.items() if state != "ok")
     if failed:
         detail = "not ready: " + ", ".join(failed)
@@ -59,5 +57,12 @@ def readiness_checks():
     else:
         checks["webhook_secret"] = "missing: WEBHOOK_SECRET is not set"
     problem = store.database_problem()
-    checks["database"] = f"unavailable: {problem}" if problem else "ok"
+    if problem is None:
+        checks["database"] = "ok"
+        return checks
+    cause, error = problem
+    # Only the cause is shown (readiness is public); the driver's error, which may name the
+    # database's host, user or file, goes to the log.
+    checks["database"] = f"unavailable: {cause}"
+    logger.warning("readiness: database %s", cause, extra={"error": error} if error else None)
     return checks

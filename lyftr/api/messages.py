@@ -28,6 +28,8 @@ from lyftr.store.folding import storable
 
 bp = Blueprint("messages", __name__)
 
+CURSOR_MAX_CHARS = 1024
+
 _query_schema = schemas.MessagesQuerySchema()
 
 
@@ -167,10 +169,13 @@ def encode_cursor(ts_key, message_id):
 
 def decode_cursor(cursor):
     """The ``(ts_key, message_id)`` a cursor points after, or None if it is not one of ours."""
+    # Ours hold a sort key and a message_id of at most 256 characters: well under 1 KiB.
+    if len(cursor) > CURSOR_MAX_CHARS:
+        return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts_key, message_id = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, TypeError):
+    except (binascii.Error, ValueError, TypeError, RecursionError):
         return None
     if not (isinstance(ts_key, str) and isinstance(message_id, str)):
         return None

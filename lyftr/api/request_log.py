@@ -18,6 +18,8 @@ logger = logging.getLogger("lyftr.request")
 
 # An incoming X-Request-ID is reused when it looks like an ID, so a caller can trace its call.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Results an alert watches for, logged at WARNING (a 5xx and a bad signature are ERRORs).
+WARNING_RESULTS = frozenset({"login_failed", "login_throttled"})
 
 
 def annotate(**fields):
@@ -57,12 +59,16 @@ def finish_request(response):
     error = g.get("error")
     if response.status_code >= 500 or fields.get("result") == "invalid_signature":
         level = logging.ERROR
+    elif fields.get("result") in WARNING_RESULTS:
+        level = logging.WARNING
     else:
         level = logging.INFO
     extra = {
         "request_id": request_id,
         "method": request.method,
         "path": request.path,
+        # The peer, or with TRUSTED_PROXIES the address the proxies forwarded (werkzeug ProxyFix).
+        "client": request.remote_addr,
         "status": response.status_code,
         "latency_ms": round(latency_ms, 3),
         **fields,

@@ -149,13 +149,21 @@ class QueryInteger(fields.Integer):
         if not (isinstance(value, str) and _INTEGER.fullmatch(value)):
             raise self.make_error("invalid")
         negative, digits = value.startswith("-"), value.lstrip("-").lstrip("0")
+        # int() of the digits alone: leading zeros are not counted against Python's limit of
+        # 4,300 digits per conversion (a ValueError, which would be a 500).
         if (
             negative
             or len(digits) > QUERY_INTEGER_DIGITS
-            or not self.minimum <= int(value) <= self.maximum
+            or not self.minimum <= int(digits or "0") <= self.maximum
         ):
             raise self.make_error("range", minimum=self.minimum, maximum=self.maximum)
-        return int(value)
+        return int(digits or "0")
+
+
+# A search term is one FTS phrase (~4 trigrams per character): longer ones cost seconds of a
+# worker that cannot serve anything else meanwhile, and find nothing a 256-character one misses.
+Q_MAX = 256
+Q_TOO_LONG = f"String should have at most {Q_MAX} characters"
 
 
 class MessagesQuerySchema(Schema):
@@ -189,14 +197,16 @@ class MessagesQuerySchema(Schema):
     q = fields.String(
         load_default=None,
         metadata={
-            "description": "Case-insensitive substring of text; '%' and '_' are literal.",
+            "description": "Case-insensitive substring of text; '%' and '_' are literal. "
+            f"At most {Q_MAX} characters (422 beyond).",
         },
     )
     cursor = fields.String(
         load_default=None,
         metadata={
             "description": "The next_cursor of a previous page: continues after its last message "
-            "(keyset paging, stable under concurrent inserts).",
+            "(keyset paging, stable under concurrent inserts). At most 1024 characters "
+            "(422 beyond).",
         },
     )
 
@@ -223,6 +233,11 @@ class MessagesQuerySchema(Schema):
     def check_since(self, value, **kwargs):
         if value is not None and timestamps.query_ts_key(value) is None:
             raise ValidationError("Value should be an ISO-8601 date or date-time")
+
+    @validates("q")
+    def check_q(self, value, **kwargs):
+        if value is not None and len(value) > Q_MAX:
+            raise ValidationError(Q_TOO_LONG)
 
     @post_load
     def add_since_key(self, data, **kwargs):
@@ -297,8 +312,14 @@ class ImportedMessageSchema(WebhookMessageSchema):
 
     @validates("received_at")
     def check_received_at(self, value, **kwargs):
-        if value is not None and parse_instant(value) is None:
+        if value is None:
+            return
+        instant = parse_instant(value)
+        if instant is None:
             raise ValidationError("Value should be an ISO-8601 UTC date-time")
+        # The console lists arrivals newest first: a future one would stay on top for ever.
+        if instant > timestamps.now_iso():
+            raise ValidationError("Value should not be in the future")
 
     @post_load
     def add_stored_form(self, data, **kwargs):

@@ -21,18 +21,7 @@ from lyftr.console.blueprint import bp
 
 
 def init_app(app):
-    """Refuse a token without a key; set the session cookie's attributes; serve /ui."""
-    if app.config["API_TOKEN"] and not app.config["SECRET_KEY"]:
-        raise ValueError(
-            "API_TOKEN is set but SECRET_KEY is not: the console (/ui) keeps its login in a "
-            "session cookie signed with SECRET_KEY. Set SECRET_KEY to a long random value, e.g. "
-            "the output of: python3 -c 'import secrets; print(secrets.token_hex(32))'"
-        )
-    app.config.update(
-        SESSION_COOKIE_NAME="lyftr_console",
-        SESSION_COOKIE_PATH="/ui",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
-    )
+    """The session cookie's attributes and key, the login state; serve /ui."""
+    access.init_app(app)
     pages.init_app(app)
     app.register_blueprint(bp)

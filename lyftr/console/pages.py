@@ -1,20 +1,22 @@
 """The console's pages: the latest arrivals, a message, a sender's conversation, the overview."""
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app, redirect, render_template, request, url_for
 
 from lyftr import metrics, store, timestamps
+from lyftr.api import strict_json
 from lyftr.api.health import readiness_checks
 from lyftr.api.messages import decode_cursor, encode_cursor
-from lyftr.api.schemas import MessagesQuerySchema
+from lyftr.api.schemas import Q_MAX, MessagesQuerySchema
 from lyftr.console import display
 from lyftr.console.blueprint import bp
 from lyftr.store.folding import storable
 
 PAGE_SIZE = 50
+# A message page shows at most this much of the provider's payload (a WhatsApp one is ~2 KB).
+RAW_MAX_CHARS = 64 * 1024
 TOP_SENDERS = 10
 CHART_DAYS = 7
 # Arrivals per hour: a finished hour is counted again after this long (a purge or an import may
@@ -79,6 +81,10 @@ def index():
     before, error = _cursor_arg()
     error = _filter_problem(q, sender, since) or error
     filters = {"q": q or "", "from": sender or "", "since": since or ""}
+    if q is not None and len(q) > Q_MAX:
+        error = f"The search is limited to {Q_MAX} characters."
+        filters["q"] = q[:Q_MAX]
+        return render_template("console/index.html", filters=filters, rows=[], error=error), 422
     if error:
         return render_template("console/index.html", filters=filters, rows=[], error=error), 400
     since_key = timestamps.query_ts_key(since) if since else None
@@ -112,8 +118,8 @@ def message(message_id):
     if record is None:
         return render_template("console/not_found.html", what="message", name=message_id), 404
     raw = None
-    if record.raw is not None:
-        raw = json.dumps(json.loads(record.raw), indent=2, ensure_ascii=False)
+    if record.raw is not None:  # bounded: a payload stored deep or large stays a small page
+        raw = strict_json.pretty(record.raw, max_chars=RAW_MAX_CHARS)
     return render_template("console/message.html", record=record, raw=raw)
 
 
@@ -124,7 +130,12 @@ def conversation(sender):
     if not storable(sender):
         return render_template("console/not_found.html", what="sender", name=sender), 404
     page_number = request.args.get("page", "1")
-    if not (page_number.isascii() and page_number.isdigit() and 0 < int(page_number) < 10**9):
+    if not (
+        page_number.isascii()
+        and page_number.isdigit()
+        and 0 < len(page_number) <= 9
+        and int(page_number) > 0
+    ):
         return render_template(
             "console/conversation.html",
             sender=sender,

@@ -10,8 +10,9 @@ from flask.cli import with_appcontext
 from marshmallow import ValidationError
 
 from lyftr import store, timestamps
-from lyftr.api import schemas
+from lyftr.api import schemas, strict_json
 from lyftr.api.messages import record_item
+from lyftr.api.strict_json import MAX_STORED_DEPTH
 from lyftr.ops.import_lines import fast_load
 from lyftr.ops.terminal import explained, plural, progress, require_database
 
@@ -63,10 +64,12 @@ def purge_command(before, dry_run):
 
 @click.command("backup", short_help="Snapshot the SQLite database to a file, live.")
 @with_appcontext
-@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.argument("path", type=click.Path(dir_okay=False))
 @explained
 def backup_command(path):
     """Write a consistent snapshot of the SQLite database to PATH while the service runs.
+
+    PATH must not exist (nor be a symbolic link); the copy is created readable by its owner only.
 
     Restore: stop the service, replace the database file with PATH (and remove any -wal and -shm
     files beside it), start the service. On PostgreSQL this says how to use pg_dump instead.
@@ -86,6 +89,12 @@ def backup_command(path):
         store.backup(path)
     except NotImplementedError as exc:
         raise click.ClickException(str(exc)) from exc
+    except FileExistsError as exc:
+        raise click.ClickException(
+            f"{path} exists (or is a symbolic link): a backup is written to a new file only"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot write the backup to {path}: {exc}") from exc
     click.echo(f"backup written to {path} in {time.perf_counter() - started:.1f} s (integrity ok)")
 
 
@@ -117,7 +126,7 @@ def export_command(since, sender):
 
 @click.command("import", short_help="Store the messages of an NDJSON file.")
 @with_appcontext
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @explained
 def import_command(file):
     """Store the messages of an NDJSON FILE ('-': stdin), each line validated as /webhook would.
@@ -125,7 +134,8 @@ def import_command(file):
     Lines written by `flask export` keep their provider, type, raw payload and arrival time. A
     message already stored (or imported before), or purged and still remembered, is skipped: a
     re-run adds nothing. Bad lines are reported by number on stderr and the good ones are stored;
-    the exit status is 1 if any was bad.
+    the exit status is 1 if any was bad. A line that is not UTF-8, not strict JSON, nested deeper
+    than 64 levels or arrived in the future (received_at) is such a bad line.
     """
     schema = schemas.ImportedMessageSchema()
     started, read, bad = time.perf_counter(), 0, 0
@@ -135,19 +145,25 @@ def import_command(file):
         nonlocal read, bad
         for number, line in enumerate(file, 1):
             if size:
-                bar.update(len(line.encode("utf-8")))
+                bar.update(len(line))
             if not line.strip():
                 continue
             read += 1
             try:
-                data = json.loads(line)
+                data = strict_json.loads(line.decode("utf-8"), max_depth=MAX_STORED_DEPTH)
                 # The schema's own answer (and its error messages) for a line the fast path
                 # does not accept.
                 message = fast_load(data) or schema.load(data)
-            except (ValueError, ValidationError) as exc:
+            except ValidationError as exc:
                 bad += 1
-                reason = exc.messages if isinstance(exc, ValidationError) else "not JSON"
-                click.echo(f"line {number}: {json.dumps(reason, ensure_ascii=False)}", err=True)
+                click.echo(
+                    f"line {number}: {json.dumps(exc.messages, ensure_ascii=False)}", err=True
+                )
+                continue
+            except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep
+                bad += 1
+                reason = str(exc) if isinstance(exc, strict_json.TooDeep) else "not JSON"
+                click.echo(f"line {number}: {json.dumps(reason)}", err=True)
                 continue
             yield message
 

@@ -29,7 +29,8 @@ def purge_once(config, now=None):
     many messages were deleted (None when another process had the turn)."""
     now = now or datetime.now(UTC)
     before = instant(now - timedelta(days=config["RETENTION_DAYS"]))
-    forget_before = instant(now - timedelta(days=config["PURGED_IDS_KEEP_DAYS"]))
+    keep_days = config["PURGED_IDS_KEEP_DAYS"]
+    forget_before = instant(now - timedelta(days=keep_days)) if keep_days else None
     with store.exclusive_purge() as ours:
         if not ours:
             return None

@@ -2,14 +2,13 @@
 record of each refused delivery (``reject``)."""
 
 import hashlib
-import json
 import logging
-import math
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from lyftr import metrics, store
+from lyftr.api import strict_json
 from lyftr.api.request_log import annotate
 from lyftr.timestamps import now_iso
 
@@ -67,20 +66,8 @@ def read_body(limit=None):
     return body
 
 
-def _not_json(constant):
-    # json.loads reads NaN, Infinity and -Infinity, which RFC 8259 JSON does not have.
-    raise ValueError(f"{constant} is not valid JSON")
-
-
-def _finite_float(literal):
-    # 1e999 would become inf, which cannot be echoed back in a 422 as JSON.
-    value = float(literal)
-    if math.isinf(value):
-        raise ValueError(f"{literal} is out of range")
-    return value
-
-
-def parse_json(body):
-    """The JSON document of ``body`` (RFC 8259: UTF-8, no NaN or Infinity); ValueError if it is not
-    one (RecursionError for nesting too deep)."""
-    return json.loads(body.decode("utf-8"), parse_constant=_not_json, parse_float=_finite_float)
+def parse_json(body, *, max_depth=None):
+    """The JSON document of ``body``: UTF-8, strict (``api.strict_json``: no NaN or Infinity, no
+    duplicate keys, at most ``max_depth`` levels); ValueError if it is not one (RecursionError
+    for nesting deeper than the parser goes)."""
+    return strict_json.loads(body.decode("utf-8"), max_depth=max_depth)

@@ -2,11 +2,12 @@
 Webhooks' and Twilio's. Every comparison is constant-time."""
 
 import base64
-import binascii
 import hashlib
 import hmac
 import time
 import urllib.parse
+
+from lyftr.config import standard_webhooks_key
 
 
 def sign(secret, body):
@@ -48,16 +49,6 @@ def verify(secrets, body, header):
 STANDARD_WEBHOOKS_TOLERANCE_S = 5 * 60
 
 
-def _standard_webhooks_key(secret):
-    """The key of a ``whsec_<base64>`` secret (a bare base64 secret is taken as well)."""
-    try:
-        key = secret.removeprefix("whsec_")
-        # Padding is optional in such secrets, as the reference libraries read them.
-        return base64.b64decode(key + "=" * (-len(key) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def standard_webhooks_fresh(timestamp, now=None):
     """Whether a webhook-timestamp (Unix seconds) is within the tolerance of now."""
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
@@ -68,7 +59,7 @@ def standard_webhooks_fresh(timestamp, now=None):
 
 def standard_webhooks_sign(secret, message_id, timestamp, body):
     """``v1,<base64 HMAC-SHA256>`` of a delivery, as the Standard Webhooks libraries sign it."""
-    key = _standard_webhooks_key(secret)
+    key = standard_webhooks_key(secret)
     signed = f"{message_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
@@ -83,7 +74,7 @@ def verify_standard_webhooks(secret, body, message_id, timestamp, signatures, no
         return False
     if not standard_webhooks_fresh(timestamp, now):
         return False  # a replay, or a clock far off: refused either way
-    if _standard_webhooks_key(secret) is None:
+    if standard_webhooks_key(secret) is None:
         return False
     expected = standard_webhooks_sign(secret, message_id, timestamp, body).encode()
     matched = False

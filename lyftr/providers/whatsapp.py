@@ -28,6 +28,7 @@ from lyftr.api.response_schemas import (
     unavailable_response,
 )
 from lyftr.api.schemas import INVALID_JSON
+from lyftr.api.strict_json import MAX_STORED_DEPTH
 from lyftr.config import MAX_PROVIDER_BODY_BYTES
 from lyftr.providers import inbound, signing
 from lyftr.providers.inbound import parse_json, read_body
@@ -175,12 +176,13 @@ def receive_notification():
         return error_response(401, "invalid signature")
     received_at = now_iso()
     try:
-        notification = parse_notification(parse_json(body), received_at)
+        notification = parse_notification(parse_json(body, max_depth=MAX_STORED_DEPTH), received_at)
     except InvalidNotification as exc:
         _outcome("validation_error", key=key)
         inbound.reject(PROVIDER, exc.detail, body, authentic=True)
         return error_response(422, exc.detail)
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
+    # not JSON, not UTF-8, a key twice, or nested too deeply (the input is never echoed)
+    except (ValueError, RecursionError):
         _outcome("validation_error", key=key)
         detail = [{"type": "json_invalid", "loc": ["body"], "msg": INVALID_JSON, "input": None}]
         inbound.reject(PROVIDER, detail, body, authentic=True)

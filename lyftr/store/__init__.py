@@ -172,9 +172,9 @@ def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep, progre
     created_at is written), in short transactions (see PURGE_HOLD_S); return how many (or,
     dry, would be).
 
-    Their IDs are remembered (purged_ids) so that a retried delivery is a duplicate; those
-    remembered since before ``forget_before`` are forgotten. ``progress`` is told each batch's
-    count."""
+    Their IDs are remembered (as hashes, purged_hashes) so that a retried or replayed delivery is
+    a duplicate; those remembered since before ``forget_before`` (if given) are forgotten.
+    ``progress`` is told each batch's count."""
     if dry_run:
         return _call(backend().count_purgeable, before)
     purged, purged_at, batch = 0, now_iso(), PURGE_BATCH
@@ -190,6 +190,16 @@ def purge(before, *, dry_run=False, forget_before=None, sleep=time.sleep, progre
     if forget_before is not None:
         _call(backend().forget_purged, forget_before)
     return purged
+
+
+def revoke_session(nonce, expires_at):
+    """Log the console session ``nonce`` out for every process, until ``expires_at`` (an ISO-8601
+    UTC instant, as now_iso writes it)."""
+    _call(backend().revoke_session, nonce, expires_at, now_iso())
+
+
+def session_revoked(nonce):
+    return _call(backend().session_revoked, nonce)
 
 
 def exclusive_purge():
@@ -265,16 +275,17 @@ def failure_cause(exc):
 
 
 def database_problem():
-    """Why the database cannot serve now (for readiness), or None: unable to take writes (full,
-    read-only), unreachable, or without its schema."""
+    """Why the database cannot serve now (for readiness), or None: ``(cause, error)``, the cause
+    in a few words (unable to take writes: full, read-only; unreachable; without its schema) and
+    the driver's error, if any, which may name hosts and files (for the log only)."""
     try:
         cause = backend().check_writable()
         if cause is None:
             _call(_read_tables)
     except Exception as exc:
         reason = getattr(exc, "orig", None) or exc
-        return f"{database_errors.cause(exc)}: {reason}"
-    return f"cannot take writes: {cause}" if cause else None
+        return database_errors.cause(exc), f"{type(reason).__name__}: {reason}"
+    return (f"cannot take writes: {cause}", None) if cause else None
 
 
 def _read_tables():

@@ -153,6 +153,13 @@ class Backend(Protocol):
     def forget_purged(self, before: str) -> int:
         """Forget the IDs of messages purged before ``before``; return how many."""
 
+    def revoke_session(self, nonce: str, expires_at: str, now: str) -> None:
+        """Remember that the console session ``nonce`` is logged out, until ``expires_at`` (when
+        it would have expired anyway); forget revocations expired by ``now``."""
+
+    def session_revoked(self, nonce: str) -> bool:
+        """Whether the console session ``nonce`` was logged out."""
+
     def exclusive_purge(self) -> AbstractContextManager[bool]:
         """True inside if this process runs the only purge (across processes and hosts)."""
 

@@ -64,15 +64,30 @@ class SenderCount(db.Model):
     __table_args__ = (Index("ix_sender_counts_rank", count.desc(), "from_msisdn"),)
 
 
-class PurgedId(db.Model):
-    """A purged message's ID, kept for a while: a provider retrying it gets a duplicate's answer."""
+class ConsoleRevocation(db.Model):
+    """A logged-out console session (its nonce), until it would have expired anyway."""
 
-    __tablename__ = "purged_ids"
+    __tablename__ = "console_revocations"
 
-    message_id: Mapped[str] = mapped_column(String, primary_key=True)
+    nonce: Mapped[str] = mapped_column(String, primary_key=True)
+    expires_at: Mapped[str] = mapped_column(String, nullable=False)
+
+    __table_args__ = (Index("ix_console_revocations_expires_at", "expires_at"),)
+
+
+class PurgedHash(db.Model):
+    """A purged message's ID as an 8-byte hash (``sql.id_hash``), kept (by default for ever): a
+    delivery of it again, a provider's retry or a captured request replayed, is a duplicate."""
+
+    __tablename__ = "purged_hashes"
+
+    # SQLite: INTEGER PRIMARY KEY, the rowid itself (no separate index).
+    hash: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
     purged_at: Mapped[str] = mapped_column(String, nullable=False)
 
-    __table_args__ = (Index("ix_purged_ids_purged_at", "purged_at"),)
+    __table_args__ = (Index("ix_purged_hashes_purged_at", "purged_at"),)
 
 
 class TsHourCount(db.Model):

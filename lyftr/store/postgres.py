@@ -73,7 +73,8 @@ def _move_staged(numbered):
         f" INSERT INTO messages ({', '.join(_COLUMNS)}{seq_column})"
         f" SELECT {', '.join(_COLUMNS)}{seq_value} FROM ("
         " SELECT DISTINCT ON (message_id) * FROM lyftr_bulk b"
-        " WHERE NOT EXISTS (SELECT 1 FROM purged_ids p WHERE p.message_id = b.message_id)"
+        " WHERE NOT EXISTS (SELECT 1 FROM purged_hashes p"
+        f" WHERE p.hash = {sql.pg_id_hash('b.message_id')})"
         " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_id = b.message_id)"
         " ORDER BY message_id, position) b"
         " ORDER BY position"
@@ -109,8 +110,9 @@ _PURGE = text(
     " ORDER BY created_at, message_id LIMIT :n FOR UPDATE SKIP LOCKED),"
     " deleted AS (DELETE FROM messages m USING doomed WHERE m.message_id = doomed.message_id"
     " RETURNING m.message_id, m.from_msisdn, m.ts_key, m.created_at),"
-    " remembered AS (INSERT INTO purged_ids (message_id, purged_at)"
-    " SELECT message_id, :purged_at FROM deleted ON CONFLICT (message_id) DO NOTHING),"
+    " remembered AS (INSERT INTO purged_hashes (hash, purged_at)"
+    f" SELECT {sql.pg_id_hash('message_id')}, :purged_at FROM deleted"
+    " ON CONFLICT (hash) DO NOTHING),"
     " discounted AS (UPDATE sender_counts s SET count = s.count - d.n"
     " FROM (SELECT from_msisdn, count(*) AS n FROM deleted GROUP BY from_msisdn) d"
     " WHERE s.from_msisdn = d.from_msisdn RETURNING s.from_msisdn, s.count)"
@@ -263,6 +265,16 @@ class PostgresBackend:
         with self.engine.begin() as connection:
             return connection.execute(text(sql.FORGET_PURGED), {"before": before}).rowcount
 
+    def revoke_session(self, nonce, expires_at, now):
+        with self.engine.begin() as connection:
+            connection.execute(text(sql.FORGET_REVOCATIONS), {"now": now})
+            connection.execute(text(sql.REVOKE_SESSION), {"nonce": nonce, "expires_at": expires_at})
+
+    def session_revoked(self, nonce):
+        with self.engine.connect() as connection:
+            found = connection.execute(text(sql.SESSION_REVOKED), {"nonce": nonce}).first()
+        return found is not None
+
     @contextmanager
     def exclusive_purge(self):
         """A session advisory lock, not waited for, on a connection kept for the purge."""
@@ -414,6 +426,7 @@ def _stored_text(value):
 def _row(message, created_at):
     row = dict(zip(sql.MESSAGE_COLUMNS, sql.message_values(message, created_at), strict=True))
     row["text"], row["text_escaped"], row["text_folded"] = _stored_text(message["text"])
+    row["purged_hash"] = sql.id_hash(message["message_id"])
     return row
 
 

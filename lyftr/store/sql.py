@@ -4,6 +4,7 @@ Statements use named parameters (``:name``), which sqlite3 and SQLAlchemy's ``te
 from a dict.
 """
 
+import hashlib
 import itertools
 
 # What a stored message is made of, in the order of every INSERT's VALUES.
@@ -65,15 +66,32 @@ def message_values(message, created_at):
     )
 
 
+def id_hash(message_id):
+    """How a purged message_id is remembered (purged_hashes): the first 8 bytes of the SHA-256 of
+    its UTF-8, as a signed 64-bit integer. Two IDs share one with a chance of about n / 2**64
+    (n: the IDs remembered), so a new message is refused as purged by mistake practically never.
+    PostgreSQL computes the same in SQL (``pg_id_hash``)."""
+    digest = hashlib.sha256(message_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def pg_id_hash(expression):
+    """``id_hash`` of the SQL ``expression`` (a message_id), in PostgreSQL (11 and later)."""
+    return (
+        f"('x' || left(encode(sha256(convert_to({expression}, 'UTF8')), 'hex'), 16))"
+        "::bit(64)::bigint"
+    )
+
+
 def insert_message(columns=MESSAGE_COLUMNS, *, returning=None, named=True):
     """INSERT of one message that leaves a stored message_id alone, and a purged one too (see
-    purged_ids); named (``:column``) or numbered (``?1``) parameters."""
+    purged_hashes); named (``:column``, and ``:purged_hash``) or numbered (``?1``, the hash
+    after the columns) parameters. The hash is ``id_hash`` of the message_id."""
     values = [f":{name}" if named else f"?{i}" for i, name in enumerate(columns, 1)]
+    purged_hash = ":purged_hash" if named else f"?{len(columns) + 1}"
     statement = (
         f"INSERT INTO messages ({', '.join(columns)}) SELECT {', '.join(values)} "
-        # CAST: PostgreSQL deduces one type per parameter, and this one is used twice.
-        "WHERE NOT EXISTS (SELECT 1 FROM purged_ids WHERE message_id = "
-        f"CAST({values[0]} AS VARCHAR)) "
+        f"WHERE NOT EXISTS (SELECT 1 FROM purged_hashes WHERE hash = {purged_hash}) "
         "ON CONFLICT (message_id) DO NOTHING"
     )
     return f"{statement} RETURNING {returning}" if returning else statement
@@ -216,11 +234,19 @@ PURGEABLE = "SELECT count(*) FROM messages WHERE created_at < :before"
 DISCOUNT_SENDER = "UPDATE sender_counts SET count = count - :n WHERE from_msisdn = :from_msisdn"
 DROP_EMPTY_SENDER = "DELETE FROM sender_counts WHERE from_msisdn = :from_msisdn AND count <= 0"
 REMEMBER_PURGED = (
-    "INSERT INTO purged_ids (message_id, purged_at) VALUES (:message_id, :purged_at) "
-    "ON CONFLICT (message_id) DO NOTHING"
+    "INSERT INTO purged_hashes (hash, purged_at) VALUES (:hash, :purged_at) "
+    "ON CONFLICT (hash) DO NOTHING"
 )
-FORGET_PURGED = "DELETE FROM purged_ids WHERE purged_at < :before"
-IS_PURGED = "SELECT 1 FROM purged_ids WHERE message_id = :message_id"
+FORGET_PURGED = "DELETE FROM purged_hashes WHERE purged_at < :before"
+
+# --- console sessions ----------------------------------------------------------------------------
+
+REVOKE_SESSION = (
+    "INSERT INTO console_revocations (nonce, expires_at) VALUES (:nonce, :expires_at) "
+    "ON CONFLICT (nonce) DO NOTHING"
+)
+FORGET_REVOCATIONS = "DELETE FROM console_revocations WHERE expires_at < :now"
+SESSION_REVOKED = "SELECT 1 FROM console_revocations WHERE nonce = :nonce"
 
 
 def export_page(*, from_msisdn=None, since_key=None, position=None, columns=RECORD_COLUMNS):

@@ -70,3 +70,17 @@ def test_not_ready_reports_both_failures(make_app, tmp_path):
     checks = response.get_json()["checks"]
     assert checks["webhook_secret"] != "ok"
     assert checks["database"] != "ok"
+
+
+def test_readiness_shows_the_cause_only_and_logs_the_error(make_app, caplog):
+    caplog.set_level("WARNING", logger="lyftr.api.health")
+    url = "postgresql+psycopg://lyftr_user@127.0.0.1:1/private_db"
+    client = make_app(DATABASE_URL=url, DB_CONNECT_TIMEOUT_S=1).test_client()
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    assert response.get_json()["checks"]["database"] == "unavailable: unreachable"
+    for private in ("127.0.0.1", "private_db", "lyftr_user", "psycopg", "port"):
+        assert private not in body, private
+    (record,) = [r for r in caplog.records if r.name == "lyftr.api.health"]
+    assert "unreachable" in record.getMessage() and "127.0.0.1" in record.error

@@ -219,3 +219,24 @@ def test_unexpected_error_traceback_is_logged_not_returned(app, caplog):
     assert line["status"] == 500
     assert "RuntimeError: kaboom" in line["exc_info"]
     assert "kaboom" not in response.get_data(as_text=True)
+
+
+def test_each_line_names_the_client_address(client, lines):
+    client.get("/health/live", environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    # Without TRUSTED_PROXIES a client cannot choose the address it is logged under.
+    client.get(
+        "/health/live",
+        environ_base={"REMOTE_ADDR": "198.51.100.8"},
+        headers={"X-Forwarded-For": "203.0.113.1"},
+    )
+    assert [line["client"] for line in lines()] == ["198.51.100.7", "198.51.100.8"]
+
+
+def test_with_trusted_proxies_the_forwarded_address_is_logged(make_app, lines):
+    client = make_app(TRUSTED_PROXIES=1).test_client()
+    client.get(
+        "/health/live",
+        environ_base={"REMOTE_ADDR": "10.0.0.2"},
+        headers={"X-Forwarded-For": "203.0.113.66, 198.51.100.9"},
+    )
+    assert only(lines())["client"] == "198.51.100.9"  # what the one trusted proxy saw

@@ -218,7 +218,7 @@ def test_filter_q_special_characters_are_literal(client, send, q, expected):
         ("noon?", ["m3"]),
         ("Lunch at noon?", ["m3"]),
         ("hello again and more", []),
-        ("x" * 500, []),
+        ("x" * 256, []),  # the longest search there is (schemas.Q_MAX)
         ("zz", []),
     ],
 )
@@ -231,7 +231,7 @@ def test_filter_q_short_and_long(client, corpus, q, expected):
 def test_filter_q_long_match(client, send):
     text = "lorem ipsum " * 300
     seed(send, [sample_message(message_id="long", text=text), sample_message(message_id="short")])
-    assert ids(client.get("/messages", query_string={"q": text[5:3000].upper()})) == ["long"]
+    assert ids(client.get("/messages", query_string={"q": text[5:261].upper()})) == ["long"]
 
 
 def test_filter_q_never_matches_null_text(client, corpus):

@@ -209,8 +209,10 @@ def _worker_signals_installed(pid):
 class Server:
     """One Gunicorn process group: ``[gunicorn, -c, gunicorn.conf.py, -b, HOST:port, wsgi:app]``."""
 
-    def __init__(self, workdir, *, name, secret, database_url, workers=4, env=None):
+    def __init__(self, workdir, *, name, secret, database_url, workers=4, env=None, bind_host=HOST):
         self.workdir = Path(workdir)
+        # The address Gunicorn binds (requests still go to HOST): "0.0.0.0" for a public bind.
+        self.bind_host = bind_host
         self.name = name
         self.secret = secret
         self.database_url = database_url
@@ -250,7 +252,7 @@ class Server:
                     "-c",
                     "gunicorn.conf.py",
                     "-b",
-                    f"{HOST}:{self.port}",
+                    f"{self.bind_host}:{self.port}",
                     "wsgi:app",
                 ]
                 self.proc = subprocess.Popen(

@@ -2,7 +2,11 @@
 answers), ``flask backup`` (a consistent SQLite copy; PostgreSQL says to use pg_dump)."""
 
 import json
+import os
+import stat
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from helpers import SECRET, sample_message, stored_row, stored_total
 
 from lyftr import create_app, store
@@ -93,3 +97,78 @@ def test_import_skips_purged_messages(app, client, send, tmp_path):
     assert "imported 1 new message (2 skipped: already stored or purged" in result.output
     listed = client.get("/messages").get_json()
     assert [m["message_id"] for m in listed["data"]] == ["new-1"] and listed["total"] == 1
+
+
+def backup(app, path):
+    return app.test_cli_runner().invoke(args=["backup", str(path)])
+
+
+@pytest.mark.sqlite_only
+def test_a_backup_is_a_new_file_for_its_owner_only(app, send, tmp_path, backend):
+    assert send(message_id="m1").status_code == 200
+    result = backup(app, tmp_path / "copy.db")
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(os.stat(tmp_path / "copy.db").st_mode) == 0o600
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("kind", ["empty-file", "file", "dangling-link", "link-to-file"])
+def test_a_backup_never_overwrites_or_follows_a_link(app, send, tmp_path, backend, kind):
+    send(message_id="m1")
+    path, elsewhere = tmp_path / "copy.db", tmp_path / "elsewhere.db"
+    if kind == "empty-file":
+        path.touch(mode=0o666)
+    elif kind == "file":
+        path.write_bytes(b"keep me")
+    elif kind == "dangling-link":
+        path.symlink_to(elsewhere)
+    else:
+        elsewhere.write_bytes(b"keep me")
+        path.symlink_to(elsewhere)
+    result = backup(app, path)
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith("Error: ") and "exists" in line and "Traceback" not in result.output
+    assert not (kind == "dangling-link" and elsewhere.exists())
+    if kind in ("file", "link-to-file"):
+        assert (elsewhere if kind == "link-to-file" else path).read_bytes() == b"keep me"
+
+
+@pytest.mark.sqlite_only
+def test_a_backup_to_a_file_uri_is_refused(app, send, tmp_path, backend, monkeypatch):
+    send(message_id="m1")
+    monkeypatch.chdir(tmp_path)
+    result = backup(app, "file:copy.db?mode=rwc")
+    assert result.exit_code == 1 and "file:" in result.output
+    assert len(result.output.splitlines()) == 1
+    assert not [p.name for p in tmp_path.iterdir() if "copy" in p.name]
+
+
+def test_import_survives_hostile_lines_and_keeps_the_batch(app, client, tmp_path):
+    future = datetime.now(UTC) + timedelta(days=365)
+    lines = [
+        json.dumps(sample_message(message_id="g1")).encode(),
+        b"[" * 980 + b"]" * 980,  # a RecursionError in json.loads
+        b'{"raw": ' + b"[" * 70 + b"]" * 70 + b', "message_id": "deep"}',
+        b"\xff\xfe not utf-8",
+        b'{"message_id": "dup", "message_id": "dup2"}',
+        json.dumps(
+            {
+                **sample_message(message_id="future"),
+                "received_at": future.isoformat().replace("+00:00", "Z"),
+            }
+        ).encode(),
+        json.dumps(sample_message(message_id="g2")).encode(),
+    ]
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = app.test_cli_runner().invoke(args=["import", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    for number in range(2, 7):
+        assert f"line {number}:" in result.output, number
+    assert "in the future" in result.output
+    assert (
+        "imported 2 new messages (0 skipped: already stored or purged; 5 bad lines)"
+        in result.output
+    )
+    assert stored_total(client) == 2

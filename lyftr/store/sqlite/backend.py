@@ -14,7 +14,7 @@ import os
 import shutil
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from sqlalchemy.exc import OperationalError
 
@@ -35,7 +35,7 @@ _INSERT_ONE = sql.insert_message(returning="rowid", named=False)
 _RECORD = f"SELECT {sql.RECORD_COLUMNS} FROM messages WHERE message_id = ?"
 _STORED_OR_PURGED = (
     "SELECT 1 FROM messages WHERE message_id = ?1 UNION ALL "
-    "SELECT 1 FROM purged_ids WHERE message_id = ?1 LIMIT 1"
+    "SELECT 1 FROM purged_hashes WHERE hash = ?2 LIMIT 1"
 )
 PURGE_LOCK_SUFFIX = "-purge.lock"
 _SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
@@ -93,7 +93,7 @@ class SQLiteBackend:
             # A redelivery, or a retry of a purged message: no write lock needed. (A message purged
             # between this read and the insert is caught by the insert's own check.)
             return False
-        row = sql.message_values(message, now_iso())
+        row = _insert_row(message, now_iso())
         delivery = Delivery(row, indexed_text(message["text"]) if message["text"] else None)
         self.writer.submit(delivery, self._write_deliveries)
         if delivery.error is not None:
@@ -121,9 +121,7 @@ class SQLiteBackend:
         """See ``backend.Backend``."""
         created_at = now_iso()
         deliveries = [
-            Delivery(
-                sql.message_values(m, created_at), indexed_text(m["text"]) if m["text"] else None
-            )
+            Delivery(_insert_row(m, created_at), indexed_text(m["text"]) if m["text"] else None)
             for m in messages
         ]
         with self.writer.turn(), self._immediate() as cursor:
@@ -166,7 +164,8 @@ class SQLiteBackend:
 
     def _stored(self, message_id):
         with self.connections.connection() as connection:
-            return connection.execute(_STORED_OR_PURGED, (message_id,)).fetchone() is not None
+            found = connection.execute(_STORED_OR_PURGED, (message_id, sql.id_hash(message_id)))
+            return found.fetchone() is not None
 
     def _write_deliveries(self, batch):
         """Insert every delivery of ``batch`` in one transaction; set each one's outcome."""
@@ -292,6 +291,15 @@ class SQLiteBackend:
         with self.writer.turn(), self._immediate() as cursor:
             return cursor.execute(sql.FORGET_PURGED, {"before": before}).rowcount
 
+    def revoke_session(self, nonce, expires_at, now):
+        with self.writer.turn(), self._immediate() as cursor:
+            cursor.execute(sql.FORGET_REVOCATIONS, {"now": now})
+            cursor.execute(sql.REVOKE_SESSION, {"nonce": nonce, "expires_at": expires_at})
+
+    def session_revoked(self, nonce):
+        with self.connections.connection() as connection:
+            return connection.execute(sql.SESSION_REVOKED, {"nonce": nonce}).fetchone() is not None
+
     @contextmanager
     def exclusive_purge(self):
         """An flock of a file beside the database, not waited for: another process purging."""
@@ -320,18 +328,41 @@ class SQLiteBackend:
 
     def backup(self, path):
         """``VACUUM INTO``: a consistent copy from one read transaction; writers go on meanwhile
-        (WAL), and the copy is compact and checked."""
+        (WAL), and the copy is compact and checked.
+
+        ``path`` must be new: it is created here, readable by its owner only, and never through a
+        symbolic link (an existing file, a dangling link: FileExistsError); a ``file:`` name,
+        which SQLite would read as a URI with options, is refused (ValueError).
+        """
         if self.path is None:
             raise NotImplementedError("an in-memory database has nothing to back up")
-        with self.connections.connection() as connection:
-            connection.execute("VACUUM INTO ?", (path,))
-        check = sqlite3.connect(path)
+        if path.startswith("file:"):
+            raise ValueError("a backup path cannot start with 'file:' (SQLite reads it as a URI)")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
         try:
-            result = check.execute("PRAGMA integrity_check").fetchone()[0]
+            created = os.fstat(fd)
+            # './' keeps a relative name from being read as a URI by any SQLite build.
+            target = path if os.path.isabs(path) else os.path.join(".", path)
+            with self.connections.connection() as connection:
+                connection.execute("VACUUM INTO ?", (target,))
+            # Still the file created above (not swapped for another meanwhile)?
+            written = os.stat(path, follow_symlinks=False)
+            if (written.st_dev, written.st_ino) != (created.st_dev, created.st_ino):
+                raise RuntimeError(f"{path} was replaced while the backup was written")
+            check = sqlite3.connect(target)
+            try:
+                result = check.execute("PRAGMA integrity_check").fetchone()[0]
+            finally:
+                check.close()
+            if result != "ok":
+                raise RuntimeError(f"backup failed its integrity check: {result}")
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(path)
+            raise
         finally:
-            check.close()
-        if result != "ok":
-            raise RuntimeError(f"backup failed its integrity check: {result}")
+            os.close(fd)
 
     # --- reading (the plans: ``reads``) ------------------------------------------------------
 
@@ -383,13 +414,13 @@ class SQLiteBackend:
 
 def _forget_rows(cursor, rows, purged_at):
     """Delete ``rows`` (rowid, message_id, from, ts_key, created_at) with their search entries and
-    counts, and keep their IDs in purged_ids."""
+    counts, and keep their IDs' hashes in purged_hashes."""
     senders = {}
     for row in rows:
         senders[row[2]] = senders.get(row[2], 0) + 1
     cursor.executemany(
         sql.REMEMBER_PURGED,
-        [{"message_id": row[1], "purged_at": purged_at} for row in rows],
+        [{"hash": sql.id_hash(row[1]), "purged_at": purged_at} for row in rows],
     )
     for sender, n in senders.items():
         cursor.execute(sql.DISCOUNT_SENDER, {"n": n, "from_msisdn": sender})
@@ -416,6 +447,11 @@ def _write_changes(cursor, target, changes):
         cursor.execute("DELETE FROM messages_fts WHERE rowid = ?", (rowid,))
         if changes["text"]:
             cursor.execute(_SEARCH_ONE, (rowid, indexed_text(changes["text"])))
+
+
+def _insert_row(message, created_at):
+    """The parameters of ``_INSERT_ONE``: the message's values, then its ID's hash."""
+    return (*sql.message_values(message, created_at), sql.id_hash(message["message_id"]))
 
 
 def _store(cursor, delivery):

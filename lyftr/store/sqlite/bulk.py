@@ -16,10 +16,8 @@ _INSERT_NUMBERED = (
     f"INSERT INTO messages ({', '.join(_NUMBERED_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_NUMBERED_COLUMNS))}) ON CONFLICT (message_id) DO NOTHING"
 )
-_ANY_PURGED = "SELECT 1 FROM purged_ids LIMIT 1"
-_PURGED_AMONG = (
-    "SELECT p.message_id FROM json_each(?) AS j JOIN purged_ids AS p ON p.message_id = j.value"
-)
+_ANY_PURGED = "SELECT 1 FROM purged_hashes LIMIT 1"
+_PURGED_AMONG = "SELECT p.hash FROM json_each(?) AS j JOIN purged_hashes AS p ON p.hash = j.value"
 # The loader's connection does not checkpoint the WAL at its commits; bulk_insert checkpoints
 # (PASSIVE: readers and writers go on) after this many rows, and after_bulk_load at the end.
 CHECKPOINT_ROWS = 250_000
@@ -100,13 +98,15 @@ def load_batch(connection, rows):
 
 
 def _not_purged(cursor, rows):
-    """``rows`` without those whose message_id was purged (a retry of a purged message is a
-    duplicate, as on /webhook)."""
+    """``rows`` without those whose message_id was purged (its hash remembered: a retry of a purged
+    message is a duplicate, as on /webhook)."""
     if cursor.execute(_ANY_PURGED).fetchone() is None:
         return rows
-    ids = json.dumps([row[0] for row in rows])
-    purged = {found[0] for found in cursor.execute(_PURGED_AMONG, (ids,))}
-    return [row for row in rows if row[0] not in purged] if purged else rows
+    hashes = [sql.id_hash(row[0]) for row in rows]
+    purged = {found[0] for found in cursor.execute(_PURGED_AMONG, (json.dumps(hashes),))}
+    if not purged:
+        return rows
+    return [row for row, hashed in zip(rows, hashes, strict=True) if hashed not in purged]
 
 
 def merge_step(connection):
