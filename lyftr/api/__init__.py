@@ -5,6 +5,7 @@ app, from the operation each view declares next to itself (``openapi.operation``
 """
 
 from lyftr.api import errors, exporter, feed, health, messages, openapi, request_log, stats
+from lyftr.api.limits import Waiters
 
 BLUEPRINTS = (messages.bp, feed.bp, stats.bp, health.bp, openapi.bp)
 
@@ -13,5 +14,6 @@ def init_app(app):
     errors.init_app(app)
     request_log.init_app(app)
     exporter.init_app(app)
+    app.extensions["lyftr.feed_waiters"] = Waiters(app.config["FEED_WAITERS"])
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

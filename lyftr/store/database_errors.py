@@ -1,7 +1,8 @@
 """What a database error means to an operator: one word for its cause, the same on both backends.
 
 ``cause`` names it for the log line and the readiness check: ``disk full``, ``locked``,
-``unreachable``, ``read-only``, ``corrupt``, ``schema missing`` (a new, empty database), or
+``unreachable``, ``read-only``, ``corrupt``, ``schema missing`` (a new, empty database), ``query
+too long`` (a read stopped at its budget, QUERY_BUDGET_MS), or
 ``database error`` for anything else. ``is_unavailable`` says whether it is a 503 (a retry may
 succeed) rather than a bug.
 """
@@ -16,6 +17,7 @@ UNREACHABLE = "unreachable"
 READ_ONLY = "read-only"
 CORRUPT = "corrupt"
 SCHEMA_MISSING = "schema missing"
+QUERY_TOO_LONG = "query too long"
 OTHER = "database error"
 
 # SQLite's primary result codes (the part of sqlite_errorname before any extended suffix).
@@ -28,6 +30,8 @@ _SQLITE = {
     "SQLITE_CORRUPT": CORRUPT,
     "SQLITE_NOTADB": CORRUPT,
     "SQLITE_IOERR": UNREACHABLE,
+    # Only lyftr interrupts a statement: its progress handler, at the query budget.
+    "SQLITE_INTERRUPT": QUERY_TOO_LONG,
 }
 # PostgreSQL SQLSTATEs, exact codes first, then their two-character classes.
 _POSTGRES = {
@@ -38,6 +42,7 @@ _POSTGRES = {
     "XX001": CORRUPT,
     "XX002": CORRUPT,
     "42P01": SCHEMA_MISSING,
+    "57014": QUERY_TOO_LONG,  # query_canceled: statement_timeout (before class 57 below)
     "08": UNREACHABLE,
     "57": UNREACHABLE,  # the server is shutting down or restarting
 }

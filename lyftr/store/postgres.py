@@ -99,6 +99,8 @@ class PostgresBackend:
 
     def __init__(self, engine, config):
         self.engine = engine
+        # Every read the API serves is stopped at this budget (statement_timeout, per statement).
+        self.budget_ms = int(config["QUERY_BUDGET_MS"])
         # Connections from a parent's pool are not used in a forked child (Gunicorn workers, CLI).
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
@@ -124,7 +126,7 @@ class PostgresBackend:
 
     def get_message(self, message_id):
         """See ``backend.Backend``."""
-        with self.engine.connect() as connection:
+        with self._read() as connection:
             row = connection.execute(_RECORD, {"message_id": message_id}).first()
         if row is None:
             return None
@@ -142,7 +144,7 @@ class PostgresBackend:
             return connection.execute(_SEQUENCE, {"n": limit}).rowcount
 
     def feed(self, after, limit):
-        with self.engine.connect() as connection:
+        with self._read() as connection:
             rows = connection.execute(_FEED, {"after": after, "limit": limit}).all()
         return [_record(row) for row in rows]
 
@@ -241,10 +243,22 @@ class PostgresBackend:
 
     @contextmanager
     def _snapshot(self):
-        """A REPEATABLE READ transaction: several reads from one snapshot."""
+        """A REPEATABLE READ transaction: several reads from one snapshot, each under the budget."""
         connection = self.engine.connect().execution_options(isolation_level="REPEATABLE READ")
         with connection, connection.begin():
+            self._limit(connection)
             yield connection
+
+    @contextmanager
+    def _read(self):
+        """A connection whose transaction's statements each stop at the budget."""
+        with self.engine.connect() as connection:
+            self._limit(connection)
+            yield connection
+
+    def _limit(self, connection):
+        # SET LOCAL: for this transaction only; the pooled connection keeps no limit afterwards.
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {self.budget_ms}")
 
     def list_messages(self, *, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
         """See ``backend.Backend``."""
@@ -295,7 +309,7 @@ class PostgresBackend:
         if not exact:
             query += " LIMIT :n"
             params["n"] = limit + 1
-        with self.engine.connect() as connection:
+        with self._read() as connection:
             records = [_record(row) for row in connection.execute(text(query), params)]
         if exact:  # the index found candidates (a superset): each is checked here
             matches = (r for r in records if r.text is not None and folded in r.text.casefold())
@@ -304,7 +318,7 @@ class PostgresBackend:
 
     def arrivals_per_hour(self, hours):
         statement, params = sql.arrivals_per_hour(hours)
-        with self.engine.connect() as connection:
+        with self._read() as connection:
             return [(hour, int(n)) for hour, n in connection.execute(text(statement), params)]
 
 

@@ -13,6 +13,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
+import time
 from contextlib import contextmanager
 
 from sqlalchemy.exc import OperationalError
@@ -23,6 +24,7 @@ from lyftr.store.backend import MessageRecord
 from lyftr.store.folding import indexed_text
 from lyftr.store.sqlite import bulk, positions, reads
 from lyftr.store.sqlite.connections import ConnectionCache, as_sqlalchemy_error, tune
+from lyftr.store.sqlite.offload import ReadThreads
 from lyftr.store.sqlite.writer import Delivery, WriterQueue
 from lyftr.timestamps import now_iso
 
@@ -49,6 +51,13 @@ class SQLiteBackend:
         self.path = sqlite_path(str(engine.url))
         self.connections = ConnectionCache(engine)
         self.writer = WriterQueue(self.path, config["DB_BUSY_TIMEOUT_MS"])
+        # Every read the API serves stops at its budget; the heavy ones (listing, search, stats)
+        # run off the gevent hub (offload). Exports and backups are the CLI's, unbounded.
+        self.budget_s = config["QUERY_BUDGET_MS"] / 1000
+        self.read_threads = ReadThreads(config["QUERY_THREADS"])
+
+    def _deadline(self):
+        return time.monotonic() + self.budget_s
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -121,7 +130,7 @@ class SQLiteBackend:
 
     def get_message(self, message_id):
         """See ``backend.Backend``."""
-        with self.connections.connection() as connection:
+        with self.connections.connection(self._deadline()) as connection:
             row = connection.execute(_RECORD, (message_id,)).fetchone()
         return MessageRecord._make(row) if row else None
 
@@ -204,7 +213,7 @@ class SQLiteBackend:
             return positions.number_pending(cursor, limit)
 
     def feed(self, after, limit):
-        with self.connections.connection() as connection:
+        with self.connections.connection(self._deadline()) as connection:
             rows = connection.execute(sql.FEED_PAGE, {"after": after, "limit": limit}).fetchall()
         return [MessageRecord._make(row) for row in rows]
 
@@ -272,43 +281,52 @@ class SQLiteBackend:
 
     def list_messages(self, *, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
         """See ``backend.Backend``."""
-        with self._snapshot() as connection:  # the page and the total from one snapshot
-            return reads.list_messages(
-                connection,
-                limit=limit,
-                offset=offset,
-                from_msisdn=from_msisdn,
-                since_key=since_key,
-                q=q,
-                after=after,
-            )
+        return self._heavy_read(
+            reads.list_messages,
+            limit=limit,
+            offset=offset,
+            from_msisdn=from_msisdn,
+            since_key=since_key,
+            q=q,
+            after=after,
+        )
 
     def stats(self, top):
         """See ``backend.Backend``."""
-        with self._snapshot() as connection:
-            return reads.stats(connection, top)
+        return self._heavy_read(reads.stats, top)
 
     def list_arrivals(self, *, limit, from_msisdn, received_since, q, before):
         """See ``backend.Backend`` and ``reads.list_arrivals``."""
-        with self._snapshot() as connection:  # every part of the page from one snapshot
-            return reads.list_arrivals(
-                connection,
-                limit=limit,
-                from_msisdn=from_msisdn,
-                received_since=received_since,
-                q=q,
-                before=before,
-            )
+        return self._heavy_read(
+            reads.list_arrivals,
+            limit=limit,
+            from_msisdn=from_msisdn,
+            received_since=received_since,
+            q=q,
+            before=before,
+        )
 
     def arrivals_per_hour(self, hours):
         statement, params = sql.arrivals_per_hour(hours)
-        with self.connections.connection() as connection:
-            return [tuple(row) for row in connection.execute(statement, params).fetchall()]
+        return self._heavy_read(
+            lambda connection: [tuple(row) for row in connection.execute(statement, params)]
+        )
+
+    def _heavy_read(self, read, *args, **kwargs):
+        """``read(connection, ...)`` in one snapshot (every part of a page agrees), off the gevent
+        hub, stopped at the budget. The deadline counts from now: waiting for a thread counts."""
+        deadline = self._deadline()
+
+        def in_snapshot():
+            with self._snapshot(deadline) as connection:
+                return read(connection, *args, **kwargs)
+
+        return self.read_threads.run(in_snapshot)
 
     @contextmanager
-    def _snapshot(self):
+    def _snapshot(self, deadline):
         """A read connection in a transaction: every query in it sees one snapshot."""
-        with self.connections.connection() as connection:
+        with self.connections.connection(deadline) as connection:
             connection.execute("BEGIN")
             try:
                 yield connection
