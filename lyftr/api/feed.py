@@ -50,7 +50,17 @@ READ_OPERATION = {
     "security": OPTIONAL_BEARER,
     "parameters": [{"in": "query", "schema": schemas.FeedQuerySchema}],
     "responses": {
-        "200": json_response(FeedPageSchema, "Up to limit records after `after`, in seq order."),
+        "200": json_response(
+            FeedPageSchema,
+            "Up to limit records after `after`, in seq order.",
+            headers={
+                "Retry-After": {
+                    "description": "Only on an empty answer given at once because FEED_WAITERS "
+                    "requests of this worker are already waiting: seconds before polling again.",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                }
+            },
+        ),
         "401": UNAUTHORIZED,
         "422": json_response(
             ValidationErrorSchema, "Invalid query parameter; loc is ['query', name]."
