@@ -42,6 +42,8 @@ def create_app(test_config=None):
         large_readers=app.config["LARGE_BODY_READERS"],
         large_over=config.MAX_BODY_BYTES,
         slot_wait_s=app.config["BODY_SLOT_WAIT_S"],
+        url_map=app.url_map,
+        probe_port=app.config["PROBE_PORT"],
     )
 
     @app.after_request

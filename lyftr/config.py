@@ -57,8 +57,11 @@ def from_env(environ=None):
         "BODY_READERS": _positive_int(env.get("BODY_READERS"), 64),
         "LARGE_BODY_READERS": _positive_int(env.get("LARGE_BODY_READERS"), 4),
         "BODY_SLOT_WAIT_S": _positive_float(env.get("BODY_SLOT_WAIT_S")) or 0.5,
+        # The port of Gunicorn's health-probe listener (gunicorn.conf.py), which serves /health/*
+        # only; None when there is none.
+        "PROBE_PORT": _bind_port(env.get("PROBE_BIND")),
         # /feed?wait= requests waiting at once; the rest are answered at once, empty.
-        "FEED_WAITERS": _positive_int(env.get("FEED_WAITERS"), 100),
+        "FEED_WAITERS": _positive_int(env.get("FEED_WAITERS"), 20),
     }
 
 
@@ -67,6 +70,14 @@ def _int(value, default):
         return int(value) if value not in (None, "") else default
     except ValueError:
         return default
+
+
+def _bind_port(bind):
+    """The port of a Gunicorn bind address ``HOST:PORT`` (as a string), or None."""
+    if not bind or ":" not in bind:
+        return None
+    port = bind.rsplit(":", 1)[1]
+    return port if port.isdigit() else None
 
 
 def _positive_int(value, default):

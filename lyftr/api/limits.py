@@ -1,12 +1,16 @@
 """Limits on what one connection can hold in a worker, so that slow or hostile clients cannot
 take a worker's capacity from everyone else (docs/operations.md, "Limits under hostile traffic").
 
-- ``BoundedBodies`` (WSGI middleware): a request body is read within BODY_TIMEOUT_S of its first
-  byte being asked for, or the request is answered 408; at most BODY_READERS bodies are being read
-  at once, and of them at most LARGE_BODY_READERS larger than MAX_BODY_BYTES (or of unknown
-  length); a request that finds no free turn within BODY_SLOT_WAIT_S is answered 503 with
-  Retry-After. A body that is already in the socket buffer is read at once and holds its turn for
-  microseconds; only trickling bodies keep theirs, and not for long.
+- ``BoundedBodies`` (WSGI middleware): a request with a body first takes a turn: at most
+  BODY_READERS requests per worker are reading their bodies at once, and of them at most
+  LARGE_BODY_READERS bodies larger than MAX_BODY_BYTES (or of unknown length). A request that
+  finds no free turn within BODY_SLOT_WAIT_S is answered 503 with Retry-After by the middleware
+  itself, before Flask: thousands of such refusals in a burst must cost little, or the requests
+  queued behind them (a health probe) wait. With its turn, the body must be read whole within
+  BODY_TIMEOUT_S, or the request is answered 408. A body already in the socket buffer is read at
+  once and gives its turn back within microseconds; only trickling bodies keep theirs, not long.
+- The health-probe listener (PROBE_BIND, a port of its own) answers /health/* only: it is there so
+  that probes are never queued behind other clients, and it must not become a way around that.
 - ``Waiters``: a count of the requests allowed to wait at once (``/feed?wait=``); the others are
   answered at once.
 
@@ -14,15 +18,23 @@ Under gevent a read that blocks is cut off at the deadline (``gevent.Timeout``);
 Flask test client, whose body is in memory) the deadline is checked after each read.
 """
 
+import json
+import logging
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 
-from werkzeug.exceptions import RequestTimeout, ServiceUnavailable
+from werkzeug.exceptions import HTTPException, RequestTimeout
 
+from lyftr import metrics
 from lyftr.store.sqlite.offload import gevent_patched
 
 RETRY_AFTER_S = 1
+BUSY = "too many request bodies being read at once; retry shortly"
+_BUSY_BODY = json.dumps({"detail": BUSY}).encode()
+_PROBES_ONLY = json.dumps({"detail": "this port serves /health/* only"}).encode()
+logger = logging.getLogger("lyftr.request")
 
 
 def _declared_length(environ):
@@ -39,11 +51,13 @@ def _declared_length(environ):
 class BoundedBodies:
     """Wraps a WSGI app: every request body is read under the limits above."""
 
-    def __init__(self, app, *, timeout_s, readers, large_readers, large_over, slot_wait_s):
+    def __init__(self, app, *, timeout_s, readers, large_readers, large_over, **options):
         self.app = app
+        self.slot_wait_s = options["slot_wait_s"]
+        self.url_map = options["url_map"]  # a refused request's route, for its metrics
+        self.probe_port = options.get("probe_port")  # PROBE_PORT: /health/* only
         self.timeout_s = timeout_s
         self.large_over = large_over
-        self.slot_wait_s = slot_wait_s
         # Semaphores, cooperative once gevent has patched threading (the app is built in the
         # worker, after the patching).
         self.readers = threading.BoundedSemaphore(readers)
@@ -51,15 +65,71 @@ class BoundedBodies:
         self.cooperative = gevent_patched()
 
     def __call__(self, environ, start_response):
+        probe = self.probe_port is not None and environ.get("SERVER_PORT") == self.probe_port
+        if probe and not environ.get("PATH_INFO", "").startswith("/health/"):
+            _close_after(start_response)
+            return _answer(start_response, "404 NOT FOUND", _PROBES_ONLY, [])
         length = _declared_length(environ)
         if length == 0:
             return self.app(environ, start_response)
+        started = time.perf_counter()
         body = DeadlineInput(environ["wsgi.input"], self, length)
+        if not body.take_turn():
+            _close_after(start_response)
+            return self._refuse(environ, start_response, started)
         environ["wsgi.input"] = body
         try:
             return self.app(environ, start_response)
         finally:
             body.release()
+            if not body.done:
+                _close_after(start_response)
+
+    def _refuse(self, environ, start_response, started):
+        """503 without the app: its own log line (as request_log writes one) and metrics."""
+        request_id = uuid.uuid4().hex
+        headers = [("Retry-After", str(RETRY_AFTER_S)), ("X-Request-ID", request_id)]
+        _answer(start_response, "503 SERVICE UNAVAILABLE", _BUSY_BODY, headers)
+        latency_ms = (time.perf_counter() - started) * 1000
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        metrics.observe(method, self._route(environ), 503, latency_ms)
+        extra = {"request_id": request_id, "method": method, "path": path, "status": 503}
+        extra.update(latency_ms=round(latency_ms, 3), result="body_busy")
+        logger.error("request", extra=extra)
+        return [_BUSY_BODY]
+
+    def _route(self, environ):
+        try:
+            rule, _ = self.url_map.bind_to_environ(environ).match(return_rule=True)
+        except HTTPException:
+            return None
+        return rule.rule
+
+
+def _answer(start_response, status, body, headers):
+    start_response(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-store"),
+            *headers,
+        ],
+    )
+    return [body]
+
+
+def _close_after(start_response):
+    """Close the connection once this response is sent. A body left unread (refused, too slow, or
+    not wanted) would otherwise be read and discarded by Gunicorn before the connection's next
+    request, for as long as the client goes on sending: the very cost the limit refused. Gunicorn's
+    ``start_response`` is a method of its response, which can be told to close; other servers'
+    are left as they are."""
+    response = getattr(start_response, "__self__", None)
+    force_close = getattr(response, "force_close", None)
+    if callable(force_close):
+        force_close()
 
 
 class DeadlineInput:
@@ -71,8 +141,8 @@ class DeadlineInput:
         self._remaining = length  # None: unknown (chunked)
         self._held = []
         self._deadline = None
-        self._done = False  # the whole body has been read: later reads go straight through
-        self._refused = False  # answered 408 or 503: nothing more is read from this client
+        self.done = False  # the whole body has been read: later reads go straight through
+        self.refused = False  # answered 408: nothing more is read from this client
 
     # The WSGI input interface werkzeug uses.
     def read(self, size=-1):
@@ -86,12 +156,10 @@ class DeadlineInput:
             yield line
 
     def _guarded(self, read, size):
-        if self._refused:
+        if self.refused:
             return b""
-        if self._done:
+        if self.done:
             return read(size)
-        if self._deadline is None:
-            self._take_turn()
         with self._cut_off():
             data = read(size)
         if time.monotonic() > self._deadline:
@@ -100,10 +168,17 @@ class DeadlineInput:
             self._remaining -= len(data)
         if not data or self._remaining == 0:  # the whole body is in: the turn goes to another
             self.release()
-            self._done = True
+            self.done = True
+        elif self._limits.cooperative:
+            # A body arriving as fast as it is read never blocks, so its greenlet would read all
+            # of it (4 MiB: tens of ms) before any other connection of the worker had a turn.
+            import gevent
+
+            gevent.sleep(0)
         return data
 
-    def _take_turn(self):
+    def take_turn(self):
+        """Wait up to BODY_SLOT_WAIT_S for a turn to read this body; False if none came."""
         limits = self._limits
         large = self._remaining is None or self._remaining > limits.large_over
         wanted = [limits.large_readers, limits.readers] if large else [limits.readers]
@@ -112,13 +187,10 @@ class DeadlineInput:
             left = max(limits.slot_wait_s - (time.monotonic() - started), 0)
             if not semaphore.acquire(timeout=left):
                 self.release()
-                self._refused = True
-                raise ServiceUnavailable(
-                    "too many request bodies being read at once; retry shortly",
-                    retry_after=RETRY_AFTER_S,
-                )
+                return False
             self._held.append(semaphore)
         self._deadline = time.monotonic() + limits.timeout_s
+        return True
 
     @contextmanager
     def _cut_off(self):
@@ -140,7 +212,7 @@ class DeadlineInput:
 
     def _too_slow(self):
         self.release()
-        self._refused = True
+        self.refused = True
         return RequestTimeout(
             f"request body not received within {self._limits.timeout_s:g} s",
         )

@@ -251,6 +251,12 @@ class Server:
                     "gunicorn.conf.py",
                     "-b",
                     f"{HOST}:{self.port}",
+                    # The health-probe listener, when the test gives one (gunicorn.conf.py).
+                    *(
+                        ["-b", self.extra_env["PROBE_BIND"]]
+                        if "PROBE_BIND" in self.extra_env
+                        else []
+                    ),
                     "wsgi:app",
                 ]
                 self.proc = subprocess.Popen(
