@@ -49,7 +49,7 @@ def from_env(environ=None):
         # A read statement still running after this long is stopped: 503 "query took too long".
         "QUERY_BUDGET_MS": _positive_int(env.get("QUERY_BUDGET_MS"), 5000),
         # SQLite: the heavy reads run on this many threads off the gevent hub (0: on the hub).
-        "QUERY_THREADS": _int(env.get("QUERY_THREADS"), 4),
+        "QUERY_THREADS": _int(env.get("QUERY_THREADS"), 1),
         # A request body not read whole within this long: 408.
         "BODY_TIMEOUT_S": _positive_float(env.get("BODY_TIMEOUT_S")) or 10.0,
         # Bodies read at once, and (over MAX_BODY_BYTES) large ones; the rest wait up to

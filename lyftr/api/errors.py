@@ -7,6 +7,7 @@ one entry per problem, in the order the schema declares its fields.
 from flask import current_app, g, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DatabaseError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from lyftr import store
@@ -113,5 +114,6 @@ def init_app(app):
     app.register_error_handler(InvalidQuery, lambda exc: error_response(422, exc.detail))
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(DatabaseError, handle_database_error)
+    app.register_error_handler(PoolTimeout, handle_database_error)
     app.register_error_handler(SQLAlchemyError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)

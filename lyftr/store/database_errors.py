@@ -10,6 +10,7 @@ succeed) rather than a bug.
 import errno
 
 from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 DISK_FULL = "disk full"
 LOCKED = "locked"
@@ -18,6 +19,7 @@ READ_ONLY = "read-only"
 CORRUPT = "corrupt"
 SCHEMA_MISSING = "schema missing"
 QUERY_TOO_LONG = "query too long"
+POOL_EXHAUSTED = "no connection free"
 OTHER = "database error"
 
 # SQLite's primary result codes (the part of sqlite_errorname before any extended suffix).
@@ -51,16 +53,19 @@ _OS = {errno.ENOSPC: DISK_FULL, errno.EROFS: READ_ONLY, errno.EACCES: READ_ONLY}
 
 
 def is_unavailable(exc):
-    """Connectivity, locking, or a file that is not (or no longer) a database: a 503, not a bug.
+    """Connectivity, locking, no pooled connection free in time, or a file that is not (or no
+    longer) a database: a 503, not a bug.
 
     SQLAlchemy wraps a driver's generic DatabaseError (SQLite's "file is not a database") in its
     base ``DatabaseError``; its subclasses (integrity, programming errors) stay 500s.
     """
-    return isinstance(exc, OperationalError) or type(exc) is DatabaseError
+    return isinstance(exc, OperationalError | PoolTimeout) or type(exc) is DatabaseError
 
 
 def cause(exc):
     """The cause of a database error (SQLAlchemy's, or the driver's it wraps) in a word or two."""
+    if isinstance(exc, PoolTimeout):  # every pooled connection in use (PostgreSQL) past its wait
+        return POOL_EXHAUSTED
     orig = getattr(exc, "orig", None) or exc
     name = getattr(orig, "sqlite_errorname", None)
     if name:

@@ -97,3 +97,21 @@ def test_read_threads_give_back_results_and_errors():
         threads.run(lambda: 1 / 0)
     inline = ReadThreads(0, enabled=lambda: True)
     assert inline.run(threading.get_ident) == threading.get_ident()
+
+
+def test_no_pooled_connection_free_in_time_is_503_not_500(make_app, backend, caplog):
+    """A flood of requests (2,000 long polls) can take every pooled PostgreSQL connection."""
+    if backend != "postgres":
+        pytest.skip("SQLite has no connection pool to exhaust")
+    from lyftr.extensions import db
+
+    app = make_app(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_CONNECT_TIMEOUT_S=1)
+    client = app.test_client()
+    assert client.get("/stats").status_code == 200  # the schema is checked once, before
+    with app.app_context(), db.engine.connect(), caplog.at_level(logging.INFO, "lyftr.request"):
+        response = client.get("/stats")
+    assert response.status_code == 503
+    assert response.get_json() == {"detail": "database unavailable"}
+    assert response.headers["Retry-After"] == "1"
+    [line] = [r for r in caplog.records if r.name == "lyftr.request"]
+    assert line.cause == "no connection free"
