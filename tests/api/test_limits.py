@@ -106,3 +106,19 @@ def test_long_polls_beyond_feed_waiters_are_answered_at_once(make_app):
     response = client.get("/feed?after=0&wait=1")
     assert response.get_json() == {"data": [], "next_after": 0}
     assert "Retry-After" not in response.headers
+
+
+def test_the_probe_listener_serves_health_only(make_app):
+    """PROBE_BIND's port (SERVER_PORT, as Gunicorn sets it from the listener) answers /health/*."""
+    client = make_app(PROBE_PORT="8001").test_client()
+    probe = {"SERVER_PORT": "8001"}
+    assert client.get("/health/live", environ_overrides=probe).status_code == 200
+    body = json.dumps(sample_message()).encode()
+    for response in (
+        client.get("/messages", environ_overrides=probe),
+        client.post("/webhook", data=body, headers=_signed(body), environ_overrides=probe),
+    ):
+        assert response.status_code == 404
+        assert response.get_json() == {"detail": "this port serves /health/* only"}
+    assert_nothing_stored(client)
+    assert client.get("/messages", environ_overrides={"SERVER_PORT": "8000"}).status_code == 200
