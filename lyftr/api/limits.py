@@ -51,13 +51,24 @@ def _declared_length(environ):
 class BoundedBodies:
     """Wraps a WSGI app: every request body is read under the limits above."""
 
-    def __init__(self, app, *, timeout_s, readers, large_readers, large_over, **options):
+    def __init__(
+        self,
+        app,
+        *,
+        timeout_s,
+        readers,
+        large_readers,
+        large_over,
+        slot_wait_s,
+        url_map,
+        probe_port=None,
+    ):
         self.app = app
-        self.slot_wait_s = options["slot_wait_s"]
-        self.url_map = options["url_map"]  # a refused request's route, for its metrics
-        self.probe_port = options.get("probe_port")  # PROBE_PORT: /health/* only
         self.timeout_s = timeout_s
         self.large_over = large_over
+        self.slot_wait_s = slot_wait_s
+        self.url_map = url_map  # a refused request's route, for its metrics
+        self.probe_port = probe_port  # PROBE_PORT: that listener answers /health/* only
         # Semaphores, cooperative once gevent has patched threading (the app is built in the
         # worker, after the patching).
         self.readers = threading.BoundedSemaphore(readers)
