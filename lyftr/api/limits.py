@@ -93,7 +93,7 @@ class BoundedBodies:
             return self.app(environ, start_response)
         finally:
             body.release()
-            if not body.done:
+            if body.refused:  # too slow: 408
                 _close_after(start_response)
 
     def _refuse(self, environ, start_response, started):
@@ -132,9 +132,10 @@ def _answer(start_response, status, body, headers):
 
 
 def _close_after(start_response):
-    """Close the connection once this response is sent. A body left unread (refused, too slow, or
-    not wanted) would otherwise be read and discarded by Gunicorn before the connection's next
-    request, for as long as the client goes on sending: the very cost the limit refused. Gunicorn's
+    """Close the connection once this response is sent. A refused body would otherwise be read
+    and discarded by Gunicorn before the connection's next request, for as long as the client goes
+    on sending: the very cost the limit refused. (A body the app leaves unread for its own reasons,
+    a 413, is still drained, so that an honest client reads its answer.) Gunicorn's
     ``start_response`` is a method of its response, which can be told to close; other servers'
     are left as they are."""
     response = getattr(start_response, "__self__", None)

@@ -37,6 +37,7 @@ def slow_total(monkeypatch, backend):
 
 def test_a_read_over_its_budget_is_503_with_the_reason(make_app, slow_total, caplog):
     client = make_app(QUERY_BUDGET_MS=50).test_client()
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="lyftr.request"):
         response = client.get("/messages?q=hello")
     assert response.status_code == 503
@@ -108,6 +109,7 @@ def test_no_pooled_connection_free_in_time_is_503_not_500(make_app, backend, cap
     app = make_app(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0, DB_CONNECT_TIMEOUT_S=1)
     client = app.test_client()
     assert client.get("/stats").status_code == 200  # the schema is checked once, before
+    caplog.clear()
     with app.app_context(), db.engine.connect(), caplog.at_level(logging.INFO, "lyftr.request"):
         response = client.get("/stats")
     assert response.status_code == 503
