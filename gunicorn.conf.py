@@ -6,6 +6,7 @@ README. Measurements behind the defaults are in docs/performance.md.
 
 import multiprocessing
 import os
+import resource
 import shutil
 import tempfile
 
@@ -27,7 +28,13 @@ def _int_env(name, default):
         return default
 
 
-bind = os.environ.get("BIND", "0.0.0.0:8000")
+bind = [os.environ.get("BIND", "0.0.0.0:8000")]
+# A listener of its own for health probes (e.g. PROBE_BIND=0.0.0.0:8001): each listener has its own
+# accept queue and connection pool in every worker, so a probe there is accepted at once however
+# many connections flood the main one (Gunicorn accepts one connection per event-loop turn on each
+# listener). It answers /health/* only (lyftr.api.limits). Unset: no second listener.
+if os.environ.get("PROBE_BIND"):
+    bind.append(os.environ["PROBE_BIND"])
 # One gevent worker per core: async workers need no more to keep the cores busy (docs/performance.md
 # has the measurement against 2 per core: more throughput and half the memory).
 workers = _int_env("WEB_CONCURRENCY", multiprocessing.cpu_count())
@@ -35,7 +42,28 @@ workers = _int_env("WEB_CONCURRENCY", multiprocessing.cpu_count())
 # byte by byte cannot exhaust a pool and starve everyone else (measured: 50 such clients stall a
 # gthread server with 2 workers x 32 threads for 5 s; gevent answers others in ~3 ms with 200).
 worker_class = "gevent"
-worker_connections = _int_env("GUNICORN_WORKER_CONNECTIONS", 1000)
+# Connections a worker holds at once; when all are taken it stops accepting, and every client,
+# a health probe too, waits in the kernel's queue. Each costs a greenlet (measured: 2,000 held
+# connections, about 100 MB per worker in all), and each request's body and long poll is bounded
+# in time and number (lyftr.api.limits), so slow clients cannot keep them: 5,000 leaves room
+# beside 2,000 attackers (docs/performance.md, "Hostile traffic"). The file descriptor limit is
+# raised to fit (below).
+worker_connections = _int_env("GUNICORN_WORKER_CONNECTIONS", 5000)
+# Connections waiting to be accepted (the kernel caps it at net.core.somaxconn). A burst of
+# thousands overflows Gunicorn's default 2048, and a dropped SYN is retried only after 1 s.
+backlog = _int_env("GUNICORN_BACKLOG", 4096)
+
+
+def _raise_open_files(wanted):
+    """Lift the soft limit on open files to ``wanted`` (within the hard limit): a socket each."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+# Every worker inherits the master's limit: its connections, the database files, the metrics files.
+_raise_open_files(worker_connections + 1024)
 
 # A worker silent for this long is killed and replaced; it must outlast the SQLite busy timeout.
 timeout = 30

@@ -13,6 +13,7 @@ def create_app(test_config=None):
     from flask import Flask
 
     from lyftr import api, config, console, ops, providers, store
+    from lyftr.api.limits import BoundedBodies
 
     app = Flask(__name__)
     app.config.update(config.from_env())
@@ -41,6 +42,16 @@ def create_app(test_config=None):
     api.init_app(app)
     providers.init_app(app)
     ops.init_app(app)
+    app.wsgi_app = BoundedBodies(
+        app.wsgi_app,
+        timeout_s=app.config["BODY_TIMEOUT_S"],
+        readers=app.config["BODY_READERS"],
+        large_readers=app.config["LARGE_BODY_READERS"],
+        large_over=config.MAX_BODY_BYTES,
+        slot_wait_s=app.config["BODY_SLOT_WAIT_S"],
+        url_map=app.url_map,
+        probe_port=app.config["PROBE_PORT"],
+    )
 
     @app.after_request
     def security_headers(response):

@@ -54,6 +54,23 @@ def from_env(environ=None):
         "DB_POOL_SIZE": _int(env.get("DB_POOL_SIZE"), 5),
         "DB_MAX_OVERFLOW": _int(env.get("DB_MAX_OVERFLOW"), 10),
         "DB_CONNECT_TIMEOUT_S": _int(env.get("DB_CONNECT_TIMEOUT_S"), 3),
+        # Limits under hostile traffic (docs/operations.md); each per worker process.
+        # A read statement still running after this long is stopped: 503 "query took too long".
+        "QUERY_BUDGET_MS": _positive_int(env.get("QUERY_BUDGET_MS"), 5000),
+        # SQLite: the heavy reads run on this many threads off the gevent hub (0: on the hub).
+        "QUERY_THREADS": _int(env.get("QUERY_THREADS"), 1),
+        # A request body not read whole within this long: 408.
+        "BODY_TIMEOUT_S": _positive_float(env.get("BODY_TIMEOUT_S")) or 10.0,
+        # Bodies read at once, and (over MAX_BODY_BYTES) large ones; the rest wait up to
+        # BODY_SLOT_WAIT_S for a turn, then 503.
+        "BODY_READERS": _positive_int(env.get("BODY_READERS"), 64),
+        "LARGE_BODY_READERS": _positive_int(env.get("LARGE_BODY_READERS"), 4),
+        "BODY_SLOT_WAIT_S": _positive_float(env.get("BODY_SLOT_WAIT_S")) or 0.5,
+        # The port of Gunicorn's health-probe listener (gunicorn.conf.py), which serves /health/*
+        # only; None when there is none.
+        "PROBE_PORT": _bind_port(env.get("PROBE_BIND")),
+        # /feed?wait= requests waiting at once; the rest are answered at once, empty.
+        "FEED_WAITERS": _positive_int(env.get("FEED_WAITERS"), 20),
     }
 
 
@@ -179,6 +196,19 @@ def _int(value, default):
         return int(value) if value not in (None, "") else default
     except ValueError:
         return default
+
+
+def _bind_port(bind):
+    """The port of a Gunicorn bind address ``HOST:PORT`` (as a string), or None."""
+    if not bind or ":" not in bind:
+        return None
+    port = bind.rsplit(":", 1)[1]
+    return port if port.isdigit() else None
+
+
+def _positive_int(value, default):
+    number = _int(value, default)
+    return number if number > 0 else default
 
 
 def _positive_float(value):

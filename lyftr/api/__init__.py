@@ -15,6 +15,7 @@ from lyftr.api import (
     request_log,
     stats,
 )
+from lyftr.api.limits import Waiters
 
 BLUEPRINTS = (messages.bp, feed.bp, events.bp, stats.bp, health.bp, openapi.bp)
 
@@ -23,5 +24,6 @@ def init_app(app):
     errors.init_app(app)
     request_log.init_app(app)
     exporter.init_app(app)
+    app.extensions["lyftr.feed_waiters"] = Waiters(app.config["FEED_WAITERS"])
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

@@ -4,9 +4,10 @@ Validation errors are FastAPI's 422 shape: ``{"detail": [{"type", "loc", "msg", 
 one entry per problem, in the order the schema declares its fields.
 """
 
-from flask import g, jsonify, request
+from flask import current_app, g, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DatabaseError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from lyftr import store
@@ -79,6 +80,8 @@ def unavailable(detail):
 
 def handle_http_error(exc):
     response = error_response(exc.code, exc.description)
+    if getattr(exc, "retry_after", None) is not None:  # a limit's 503 (lyftr.api.limits)
+        response.headers["Retry-After"] = str(exc.retry_after)
     if exc.code == 405 and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
@@ -90,7 +93,15 @@ def handle_database_error(exc):
     # Locked past the busy timeout, disk full, file or server gone: nothing was committed, so a
     # retry is safe. The log line names the cause an operator can act on.
     g.error = exc
-    annotate(cause=store.failure_cause(exc))
+    cause = store.failure_cause(exc)
+    annotate(cause=cause)
+    if cause == database_errors.QUERY_TOO_LONG:
+        # Stopped at QUERY_BUDGET_MS so that one request cannot hold the database (or, on SQLite,
+        # a worker): the client learns why, and that a narrower query may pass.
+        budget = current_app.config["QUERY_BUDGET_MS"]
+        return unavailable(
+            f"query took too long (over its {budget} ms budget); narrow it or retry later"
+        )
     return unavailable("database unavailable")
 
 
@@ -103,5 +114,6 @@ def init_app(app):
     app.register_error_handler(InvalidQuery, lambda exc: error_response(422, exc.detail))
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(DatabaseError, handle_database_error)
+    app.register_error_handler(PoolTimeout, handle_database_error)
     app.register_error_handler(SQLAlchemyError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)

@@ -311,8 +311,14 @@ INTERNAL_ERROR = json_response(
     InternalErrorSchema, "Unexpected error; request_id finds its log line (no stack trace)."
 )
 DATABASE_UNAVAILABLE = unavailable_response(
-    "Database unavailable (locked or unreachable); retry shortly."
+    "Database unavailable (locked or unreachable), or the query ran past its budget "
+    "(QUERY_BUDGET_MS: 'query took too long ...'); retry shortly."
 )
+BODY_TOO_SLOW = json_response(
+    ErrorSchema, "The body was not received whole within BODY_TIMEOUT_S; nothing is stored."
+)
+# Appended to the 503 description of every endpoint that reads a body.
+BODY_BUSY = " Or too many bodies being read at once in this worker (BODY_READERS)."
 UNAUTHORIZED = json_response(
     ErrorSchema,
     "Only when the service runs with API_TOKEN set: the bearer token is missing or wrong.",

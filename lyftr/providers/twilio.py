@@ -13,6 +13,8 @@ from lyftr import metrics, store, timestamps
 from lyftr.api.errors import error_response, unavailable
 from lyftr.api.openapi import operation
 from lyftr.api.response_schemas import (
+    BODY_BUSY,
+    BODY_TOO_SLOW,
     INTERNAL_ERROR,
     ErrorSchema,
     ValidationErrorSchema,
@@ -89,13 +91,16 @@ RECEIVE_OPERATION = {
             "X-Twilio-Signature missing or wrong: 'invalid signature (checked against URL)', "
             "URL being PUBLIC_BASE_URL (or the URL the request arrived at) + the path and query.",
         ),
+        "408": BODY_TOO_SLOW,
         "413": json_response(ErrorSchema, f"Body larger than {MAX_BODY_BYTES} bytes."),
         "422": json_response(
             ValidationErrorSchema,
             "Signed, but MessageSid, From or To missing, or MessageSid invalid; nothing is stored.",
         ),
         "500": INTERNAL_ERROR,
-        "503": unavailable_response("Database unavailable, or TWILIO_AUTH_TOKEN not configured."),
+        "503": unavailable_response(
+            "Database unavailable, or TWILIO_AUTH_TOKEN not configured." + BODY_BUSY
+        ),
     },
 }
 

@@ -19,6 +19,8 @@ from lyftr.api.errors import error_response, unavailable, validation_detail
 from lyftr.api.openapi import operation
 from lyftr.api.request_log import annotate
 from lyftr.api.response_schemas import (
+    BODY_BUSY,
+    BODY_TOO_SLOW,
     INTERNAL_ERROR,
     JSON,
     SIGNATURE_PATTERN,
@@ -131,12 +133,13 @@ RECEIVE_OPERATION = {
             "No valid signature (X-Signature, or Standard Webhooks' headers with a timestamp "
             "within the tolerance): 'invalid signature'.",
         ),
+        "408": BODY_TOO_SLOW,
         "413": json_response(ErrorSchema, f"Body larger than {MAX_BODY_BYTES} bytes."),
         "422": VALIDATION_ERROR,
         "500": INTERNAL_ERROR,
         "503": unavailable_response(
             "Database unavailable, or WEBHOOK_SECRET not configured (then everything is "
-            "refused and nothing is stored); retry shortly."
+            "refused and nothing is stored); retry shortly." + BODY_BUSY
         ),
     },
 }

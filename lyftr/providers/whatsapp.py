@@ -16,6 +16,8 @@ from lyftr import metrics, store
 from lyftr.api.errors import error_response, unavailable
 from lyftr.api.openapi import operation
 from lyftr.api.response_schemas import (
+    BODY_BUSY,
+    BODY_TOO_SLOW,
     INTERNAL_ERROR,
     JSON,
     SIGNATURE_PATTERN,
@@ -142,6 +144,7 @@ RECEIVE_OPERATION = {
         "401": json_response(
             ErrorSchema, "X-Hub-Signature-256 missing or wrong: 'invalid signature'."
         ),
+        "408": BODY_TOO_SLOW,
         "413": json_response(ErrorSchema, f"Body larger than {MAX_PROVIDER_BODY_BYTES} bytes."),
         "422": json_response(
             ValidationErrorSchema,
@@ -151,7 +154,7 @@ RECEIVE_OPERATION = {
         "500": INTERNAL_ERROR,
         "503": unavailable_response(
             "Database unavailable, or WHATSAPP_APP_SECRET not configured; nothing is "
-            "stored. Meta retries."
+            "stored. Meta retries." + BODY_BUSY
         ),
     },
 }

@@ -20,6 +20,7 @@ import psycopg
 from sqlalchemy import text
 
 from lyftr.store import actions, commit_signal, database_errors, events, sql
+from lyftr.store import postgres_statements as statements
 from lyftr.store.backend import MessageRecord, MessageRow, RejectionRow, Stats, StatusRow
 from lyftr.store.folding import NUL_STANDIN, index_answers, indexed_text
 from lyftr.timestamps import now_iso
@@ -30,110 +31,6 @@ MIGRATION_LOCK_KEY = 0x6C796674  # "lyft"
 SEQUENCE_LOCK_KEY = 0x6C796675
 PURGE_LOCK_KEY = 0x6C796676
 BULK_BATCH_ROWS = 50_000
-_COLUMNS = (*sql.MESSAGE_COLUMNS, "text_escaped", "text_folded")
-# This connection's shard of the per-hour counts (see sql.py).
-_SHARD = f"mod(pg_backend_pid(), {sql.HOUR_SHARDS})"
-
-
-# How many were added; if any, the long polls of every host are woken at commit (commit_signal).
-_COUNT_AND_NOTIFY = (
-    f" SELECT count(*) FROM (SELECT {commit_signal.NOTIFY_CALL} FROM added) AS notified"
-)
-
-# One message and its counts in one statement (one round trip): nothing is counted for a duplicate.
-_INSERT = text(
-    "WITH added AS ("
-    + sql.insert_message(_COLUMNS, returning="from_msisdn, ts_key, created_at")
-    + "), senders AS ("
-    " INSERT INTO sender_counts (from_msisdn, count) SELECT from_msisdn, 1 FROM added"
-    " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
-    + sql.count_hours_of("added", shard=_SHARD)
-    + _COUNT_AND_NOTIFY
-)
-_RECORD = text(
-    f"SELECT {sql.RECORD_COLUMNS}, text_escaped FROM messages WHERE message_id = :message_id"
-)
-_STAGE = (
-    "CREATE TEMPORARY TABLE lyftr_bulk (position bigint, message_id text, from_msisdn text, "
-    "to_msisdn text, ts text, ts_key text, text text, provider text, type text, raw text, "
-    "created_at text, channel text, sender_name text, media text, location text, reply_to text, "
-    "reactions text, edited_at text, revoked_at text, text_escaped boolean, text_folded text) "
-    "ON COMMIT DROP"
-)
-
-
-# The staged rows in order (the first of a repeated message_id wins), their senders counted; with
-# NUMBERED, each given its feed position as it is written. Rows already stored, purged or repeated
-# are left out before nextval, so they take no position (ON CONFLICT stays for a concurrent
-# insert of the same message_id).
-def _move_staged(numbered):
-    seq_column, seq_value = (", seq", ", nextval('messages_seq')") if numbered else ("", "")
-    return (
-        "WITH added AS ("
-        f" INSERT INTO messages ({', '.join(_COLUMNS)}{seq_column})"
-        f" SELECT {', '.join(_COLUMNS)}{seq_value} FROM ("
-        " SELECT DISTINCT ON (message_id) * FROM lyftr_bulk b"
-        " WHERE NOT EXISTS (SELECT 1 FROM purged_hashes p"
-        f" WHERE p.hash = {sql.pg_id_hash('b.message_id')})"
-        " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_id = b.message_id)"
-        " ORDER BY message_id, position) b"
-        " ORDER BY position"
-        " ON CONFLICT (message_id) DO NOTHING RETURNING from_msisdn, ts_key, created_at),"
-        " counted AS ("
-        " INSERT INTO sender_counts (from_msisdn, count)"
-        " SELECT from_msisdn, count(*) FROM added GROUP BY from_msisdn"
-        " ON CONFLICT (from_msisdn) DO UPDATE SET count = sender_counts.count + excluded.count)"
-        f"{sql.count_hours_of('added', shard=_SHARD)}{_COUNT_AND_NOTIFY}"
-    )
-
-
-_BULK_MOVE = _move_staged(numbered=True)
-_SELECT = f"SELECT {sql.PAGE_COLUMNS}, text_escaped FROM messages"
-# Numbers committed rows in arrival order. nextval is taken under SEQUENCE_LOCK_KEY, held to the
-# commit: a later numbering starts after this one is visible, and takes higher numbers.
-_SEQUENCE = text(
-    "WITH pending AS ("
-    " SELECT message_id FROM messages WHERE seq IS NULL"
-    " ORDER BY created_at, message_id LIMIT :n FOR UPDATE),"  # LIMIT NULL: all
-    " numbered AS (SELECT message_id, nextval('messages_seq') AS seq FROM pending)"
-    " UPDATE messages m SET seq = numbered.seq FROM numbered"
-    " WHERE m.message_id = numbered.message_id"
-)
-_FEED = text(
-    f"SELECT {sql.RECORD_COLUMNS}, text_escaped FROM messages WHERE seq > :after "
-    "ORDER BY seq LIMIT :limit"
-)
-# A batch of the oldest arrivals: their IDs remembered, their senders discounted, then deleted.
-_PURGE = text(
-    "WITH doomed AS ("
-    " SELECT message_id FROM messages WHERE created_at < :before"
-    " ORDER BY created_at, message_id LIMIT :n FOR UPDATE SKIP LOCKED),"
-    " deleted AS (DELETE FROM messages m USING doomed WHERE m.message_id = doomed.message_id"
-    " RETURNING m.message_id, m.from_msisdn, m.ts_key, m.created_at),"
-    " remembered AS (INSERT INTO purged_hashes (hash, purged_at)"
-    f" SELECT {sql.pg_id_hash('message_id')}, :purged_at FROM deleted"
-    " ON CONFLICT (hash) DO NOTHING),"
-    " discounted AS (UPDATE sender_counts s SET count = s.count - d.n"
-    " FROM (SELECT from_msisdn, count(*) AS n FROM deleted GROUP BY from_msisdn) d"
-    " WHERE s.from_msisdn = d.from_msisdn RETURNING s.from_msisdn, s.count)"
-    f"{sql.count_hours_of('deleted', shard=_SHARD, sign='-')}"
-    " SELECT (SELECT count(*) FROM deleted),"
-    " ARRAY(SELECT from_msisdn FROM discounted WHERE count <= 0),"
-    f" ARRAY(SELECT DISTINCT substr(ts_key, 1, {sql.HOUR}) FROM deleted),"
-    f" ARRAY(SELECT DISTINCT substr(created_at, 1, {sql.HOUR}) FROM deleted)"
-)
-# After a purge: the hours it emptied lose their rows (the statement above could not see its own
-# additions to the counts).
-_DROP_EMPTY_HOURS = {
-    table: text(sql.drop_empty_hours(table, "SELECT unnest(CAST(:hours AS text[]))"))
-    for table in sql.HOUR_COUNT_TABLES
-}
-# Two-key advisory locks (a key space apart from the one-key locks above), one per message id.
-_LOCK_TARGETS = text(
-    "SELECT pg_advisory_xact_lock(7, h) FROM (SELECT DISTINCT hashtext(id) AS h"
-    " FROM unnest(CAST(:ids AS text[])) AS id ORDER BY h) AS keys"
-)
-_READ_ONLY = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
 
 
 class PostgresBackend:
@@ -141,6 +38,8 @@ class PostgresBackend:
 
     def __init__(self, engine, config):
         self.engine = engine
+        # Every read the API serves is stopped at this budget (statement_timeout, per statement).
+        self.budget_ms = int(config["QUERY_BUDGET_MS"])
         # Connections from a parent's pool are not used in a forked child (Gunicorn workers, CLI).
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
@@ -167,7 +66,7 @@ class PostgresBackend:
 
     def insert_message(self, message):
         with self.engine.begin() as connection:
-            return connection.execute(_INSERT, _row(message, now_iso())).scalar() == 1
+            return connection.execute(statements.INSERT, _row(message, now_iso())).scalar() == 1
 
     def insert_batch(self, messages, actions=()):
         """See ``backend.Backend``: rows inserted as ``insert_message`` does, in one transaction."""
@@ -176,7 +75,7 @@ class PostgresBackend:
             created_ids = []
             for message in messages:
                 # One statement stores the row and counts it (sender, hours) when it is new.
-                if connection.execute(_INSERT, _row(message, created_at)).scalar() != 1:
+                if connection.execute(statements.INSERT, _row(message, created_at)).scalar() != 1:
                     continue
                 created_ids.append(message["message_id"])
             _lock_targets(connection, {*created_ids, *(a["target"] for a in actions)})
@@ -213,8 +112,8 @@ class PostgresBackend:
 
     def get_message(self, message_id):
         """See ``backend.Backend``."""
-        with self.engine.connect() as connection:
-            row = connection.execute(_RECORD, {"message_id": message_id}).first()
+        with self._read() as connection:
+            row = connection.execute(statements.RECORD, {"message_id": message_id}).first()
         if row is None:
             return None
         return _record(row)
@@ -228,11 +127,11 @@ class PostgresBackend:
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCE_LOCK_KEY}
             )
-            return connection.execute(_SEQUENCE, {"n": limit}).rowcount
+            return connection.execute(statements.SEQUENCE, {"n": limit}).rowcount
 
     def feed(self, after, limit):
-        with self.engine.connect() as connection:
-            rows = connection.execute(_FEED, {"after": after, "limit": limit}).all()
+        with self._read() as connection:
+            rows = connection.execute(statements.FEED, {"after": after, "limit": limit}).all()
         return [_record(row) for row in rows]
 
     def purge(self, before, limit, purged_at):
@@ -240,14 +139,14 @@ class PostgresBackend:
         started = time.monotonic()
         with self.engine.begin() as connection:
             purged, emptied, ts_hours, arrival_hours = connection.execute(
-                _PURGE, {"before": before, "n": limit, "purged_at": purged_at}
+                statements.PURGE, {"before": before, "n": limit, "purged_at": purged_at}
             ).one()
             for table, hours in (
                 ("ts_hour_counts", ts_hours),
                 ("arrival_hour_counts", arrival_hours),
             ):
                 if hours:
-                    connection.execute(_DROP_EMPTY_HOURS[table], {"hours": list(hours)})
+                    connection.execute(statements.DROP_EMPTY_HOURS[table], {"hours": list(hours)})
             if emptied:
                 connection.execute(
                     text(
@@ -324,15 +223,15 @@ class PostgresBackend:
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCE_LOCK_KEY}
             )
-            connection.execute(_SEQUENCE, {"n": None})
-            connection.exec_driver_sql(_STAGE)
+            connection.execute(statements.SEQUENCE, {"n": None})
+            connection.exec_driver_sql(statements.STAGE)
             cursor = connection.connection.driver_connection.cursor()
-            columns = ", ".join(_COLUMNS)
+            columns = ", ".join(statements.COLUMNS)
             with cursor.copy(f"COPY lyftr_bulk (position, {columns}) FROM STDIN") as copy:
                 for position, message in enumerate(messages):
                     row = _row(message, created_at)
-                    copy.write_row((position, *(row[name] for name in _COLUMNS)))
-            return connection.exec_driver_sql(_BULK_MOVE).scalar()
+                    copy.write_row((position, *(row[name] for name in statements.COLUMNS)))
+            return connection.exec_driver_sql(statements.BULK_MOVE).scalar()
 
     def after_bulk_load(self):
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -341,15 +240,27 @@ class PostgresBackend:
 
     def check_writable(self):
         with self.engine.connect() as connection:
-            read_only = connection.execute(text(_READ_ONLY)).scalar()
+            read_only = connection.execute(text(statements.READ_ONLY)).scalar()
         return database_errors.READ_ONLY if read_only else None
 
     @contextmanager
     def _snapshot(self):
-        """A REPEATABLE READ transaction: several reads from one snapshot."""
+        """A REPEATABLE READ transaction: several reads from one snapshot, each under the budget."""
         connection = self.engine.connect().execution_options(isolation_level="REPEATABLE READ")
         with connection, connection.begin():
+            self._limit(connection)
             yield connection
+
+    @contextmanager
+    def _read(self):
+        """A connection whose transaction's statements each stop at the budget."""
+        with self.engine.connect() as connection:
+            self._limit(connection)
+            yield connection
+
+    def _limit(self, connection):
+        # SET LOCAL: for this transaction only; the pooled connection keeps no limit afterwards.
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {self.budget_ms}")
 
     def list_messages(self, *, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
         """See ``backend.Backend``."""
@@ -366,7 +277,12 @@ class PostgresBackend:
             if after is not None:
                 condition, after_params = sql.after(after)
                 filters, params = [*filters, condition], {**params, **after_params}
-            query = _SELECT + sql.where(filters) + sql.PAGE_ORDER + " LIMIT :limit OFFSET :offset"
+            query = (
+                statements.SELECT
+                + sql.where(filters)
+                + sql.PAGE_ORDER
+                + " LIMIT :limit OFFSET :offset"
+            )
             params.update(limit=limit + 1, offset=offset)
             return _decoded(connection.execute(text(query), params)), total
 
@@ -400,7 +316,7 @@ class PostgresBackend:
         if not exact:
             query += " LIMIT :n"
             params["n"] = limit + 1
-        with self.engine.connect() as connection:
+        with self._read() as connection:
             records = [_record(row) for row in connection.execute(text(query), params)]
         if exact:  # the index found candidates (a superset): each is checked here
             matches = (r for r in records if r.text is not None and folded in r.text.casefold())
@@ -409,7 +325,7 @@ class PostgresBackend:
 
     def arrivals_per_hour(self, hours):
         statement, params = sql.arrivals_per_hour(hours)
-        with self.engine.connect() as connection:
+        with self._read() as connection:
             return sql.hours_in_order(hours, connection.execute(text(statement), params))
 
 
@@ -440,7 +356,7 @@ def _lock_targets(connection, message_ids):
     """Batches storing a message and acting on it, from any host, take turns (else each could miss
     the other's uncommitted row); in key order, so they never deadlock."""
     if message_ids:
-        connection.execute(_LOCK_TARGETS, {"ids": list(message_ids)})
+        connection.execute(statements.LOCK_TARGETS, {"ids": list(message_ids)})
 
 
 def _write_changes(connection, target, changes):
@@ -477,7 +393,7 @@ def _total(connection, filters, params, from_msisdn, since_key, folded):
 
 def _exact_search(connection, filters, params, folded, after, limit, offset):
     """A term with NUL or U+FFFF: the index finds candidates (a superset), each is checked here."""
-    query = _SELECT + sql.where(filters) + sql.PAGE_ORDER
+    query = statements.SELECT + sql.where(filters) + sql.PAGE_ORDER
     matches = [
         row
         for row in _decoded(connection.execute(text(query), params))

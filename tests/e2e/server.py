@@ -253,6 +253,12 @@ class Server:
                     "gunicorn.conf.py",
                     "-b",
                     f"{self.bind_host}:{self.port}",
+                    # The health-probe listener, when the test gives one (gunicorn.conf.py).
+                    *(
+                        ["-b", self.extra_env["PROBE_BIND"]]
+                        if "PROBE_BIND" in self.extra_env
+                        else []
+                    ),
                     "wsgi:app",
                 ]
                 self.proc = subprocess.Popen(

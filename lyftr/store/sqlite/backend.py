@@ -12,18 +12,18 @@ search results by how common the term is (``list_messages``). Measurements: ``ma
 import fcntl
 import os
 import shutil
-import sqlite3
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from sqlalchemy.exc import OperationalError
 
 from lyftr.config import sqlite_path
-from lyftr.store import actions, commit_signal, database_errors, events, sql
+from lyftr.store import commit_signal, database_errors, events, sql
 from lyftr.store.backend import MessageRecord, RejectionRow, StatusRow
 from lyftr.store.folding import indexed_text
-from lyftr.store.sqlite import bulk, positions, reads
+from lyftr.store.sqlite import backup, bulk, positions, reads, writes
 from lyftr.store.sqlite.connections import ConnectionCache, as_sqlalchemy_error, tune
+from lyftr.store.sqlite.offload import ReadThreads
 from lyftr.store.sqlite.writer import Delivery, WriterQueue
 from lyftr.timestamps import now_iso
 
@@ -31,16 +31,12 @@ from lyftr.timestamps import now_iso
 # a transaction appends a few pages (4 KiB each) to the WAL, a checkpoint more.
 MIN_FREE_BYTES = 256 * 1024
 
-_INSERT_ONE = sql.insert_message(returning="rowid", named=False)
 _RECORD = f"SELECT {sql.RECORD_COLUMNS} FROM messages WHERE message_id = ?"
 _STORED_OR_PURGED = (
     "SELECT 1 FROM messages WHERE message_id = ?1 UNION ALL "
     "SELECT 1 FROM purged_hashes WHERE hash = ?2 LIMIT 1"
 )
 PURGE_LOCK_SUFFIX = "-purge.lock"
-_SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
-_COUNT_TS_HOUR = sql.count_hours("ts_hour_counts")
-_COUNT_ARRIVAL_HOUR = sql.count_hours("arrival_hour_counts")
 
 
 class SQLiteBackend:
@@ -53,6 +49,10 @@ class SQLiteBackend:
         self.connections = ConnectionCache(engine)
         self.writer = WriterQueue(self.path, config["DB_BUSY_TIMEOUT_MS"])
         self.commit_signal = commit_signal.Polling()
+        # Every read the API serves stops at its budget; the heavy ones (listing, search, stats)
+        # run off the gevent hub (offload). Exports and backups are the CLI's, unbounded.
+        self.budget_s = config["QUERY_BUDGET_MS"] / 1000
+        self.read_threads = ReadThreads(config["QUERY_THREADS"])
 
     def commits_seen(self):
         return self.commit_signal.seen()
@@ -60,6 +60,9 @@ class SQLiteBackend:
     def wait_for_commit(self, seen, timeout):
         """See ``backend.Backend``: one host, no signal: a polling interval."""
         self.commit_signal.wait(seen, timeout)
+
+    def _deadline(self):
+        return time.monotonic() + self.budget_s
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -93,7 +96,7 @@ class SQLiteBackend:
             # A redelivery, or a retry of a purged message: no write lock needed. (A message purged
             # between this read and the insert is caught by the insert's own check.)
             return False
-        row = _insert_row(message, now_iso())
+        row = writes.insert_row(message, now_iso())
         delivery = Delivery(row, indexed_text(message["text"]) if message["text"] else None)
         self.writer.submit(delivery, self._write_deliveries)
         if delivery.error is not None:
@@ -121,14 +124,16 @@ class SQLiteBackend:
         """See ``backend.Backend``."""
         created_at = now_iso()
         deliveries = [
-            Delivery(_insert_row(m, created_at), indexed_text(m["text"]) if m["text"] else None)
+            Delivery(
+                writes.insert_row(m, created_at), indexed_text(m["text"]) if m["text"] else None
+            )
             for m in messages
         ]
         with self.writer.turn(), self._immediate() as cursor:
-            created_ids = [d.row[0] for d in deliveries if _store(cursor, d)]
+            created_ids = [d.row[0] for d in deliveries if writes.store(cursor, d)]
             events.apply_actions(
-                _executor(cursor),
-                lambda target, changes: _write_changes(cursor, target, changes),
+                writes.executor(cursor),
+                lambda target, changes: writes.write_changes(cursor, target, changes),
                 created_ids,
                 actions,
             )
@@ -138,11 +143,11 @@ class SQLiteBackend:
 
     def insert_statuses(self, statuses):
         with self.writer.turn(), self._immediate() as cursor:
-            return events.insert_statuses(_executor(cursor), statuses)
+            return events.insert_statuses(writes.executor(cursor), statuses)
 
     def record_rejection(self, rejection, keep):
         with self.writer.turn(), self._immediate() as cursor:
-            events.record_rejection(_executor(cursor), rejection, keep)
+            events.record_rejection(writes.executor(cursor), rejection, keep)
 
     def list_statuses(self, *, message_id, status, since_key, after, limit):
         statement, params = events.list_statuses(
@@ -158,7 +163,7 @@ class SQLiteBackend:
 
     def get_message(self, message_id):
         """See ``backend.Backend``."""
-        with self.connections.connection() as connection:
+        with self.connections.connection(self._deadline()) as connection:
             row = connection.execute(_RECORD, (message_id,)).fetchone()
         return MessageRecord._make(row) if row else None
 
@@ -174,11 +179,11 @@ class SQLiteBackend:
             with self._immediate() as cursor:
                 for delivery in batch:
                     if alone:
-                        delivery.created = _store(cursor, delivery)
+                        delivery.created = writes.store(cursor, delivery)
                         continue
                     cursor.execute("SAVEPOINT delivery")
                     try:
-                        delivery.created = _store(cursor, delivery)
+                        delivery.created = writes.store(cursor, delivery)
                     except Exception as exc:
                         cursor.execute("ROLLBACK TO delivery")
                         delivery.error = exc
@@ -265,7 +270,7 @@ class SQLiteBackend:
             return positions.number_pending(cursor, limit)
 
     def feed(self, after, limit):
-        with self.connections.connection() as connection:
+        with self.connections.connection(self._deadline()) as connection:
             rows = connection.execute(sql.FEED_PAGE, {"after": after, "limit": limit}).fetchall()
         return [MessageRecord._make(row) for row in rows]
 
@@ -280,7 +285,7 @@ class SQLiteBackend:
                     "ORDER BY created_at, message_id LIMIT :n",
                     {"before": before, "n": limit},
                 ).fetchall()
-                _forget_rows(cursor, rows, purged_at)
+                writes.forget_rows(cursor, rows, purged_at)
             return len(rows), time.monotonic() - started
 
     def count_purgeable(self, before):
@@ -336,132 +341,62 @@ class SQLiteBackend:
         """
         if self.path is None:
             raise NotImplementedError("an in-memory database has nothing to back up")
-        if path.startswith("file:"):
-            raise ValueError("a backup path cannot start with 'file:' (SQLite reads it as a URI)")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o600)
-        try:
-            created = os.fstat(fd)
-            # './' keeps a relative name from being read as a URI by any SQLite build.
-            target = path if os.path.isabs(path) else os.path.join(".", path)
-            with self.connections.connection() as connection:
-                connection.execute("VACUUM INTO ?", (target,))
-            # Still the file created above (not swapped for another meanwhile)?
-            written = os.stat(path, follow_symlinks=False)
-            if (written.st_dev, written.st_ino) != (created.st_dev, created.st_ino):
-                raise RuntimeError(f"{path} was replaced while the backup was written")
-            check = sqlite3.connect(target)
-            try:
-                result = check.execute("PRAGMA integrity_check").fetchone()[0]
-            finally:
-                check.close()
-            if result != "ok":
-                raise RuntimeError(f"backup failed its integrity check: {result}")
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(path)
-            raise
-        finally:
-            os.close(fd)
+        backup.write(self.connections, path)
 
     # --- reading (the plans: ``reads``) ------------------------------------------------------
 
     def list_messages(self, *, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
         """See ``backend.Backend``."""
-        with self._snapshot() as connection:  # the page and the total from one snapshot
-            return reads.list_messages(
-                connection,
-                limit=limit,
-                offset=offset,
-                from_msisdn=from_msisdn,
-                since_key=since_key,
-                q=q,
-                after=after,
-            )
+        return self._heavy_read(
+            reads.list_messages,
+            limit=limit,
+            offset=offset,
+            from_msisdn=from_msisdn,
+            since_key=since_key,
+            q=q,
+            after=after,
+        )
 
     def stats(self, top):
         """See ``backend.Backend``."""
-        with self._snapshot() as connection:
-            return reads.stats(connection, top)
+        return self._heavy_read(reads.stats, top)
 
     def list_arrivals(self, *, limit, from_msisdn, received_since, q, before):
         """See ``backend.Backend`` and ``reads.list_arrivals``."""
-        with self._snapshot() as connection:  # every part of the page from one snapshot
-            return reads.list_arrivals(
-                connection,
-                limit=limit,
-                from_msisdn=from_msisdn,
-                received_since=received_since,
-                q=q,
-                before=before,
-            )
+        return self._heavy_read(
+            reads.list_arrivals,
+            limit=limit,
+            from_msisdn=from_msisdn,
+            received_since=received_since,
+            q=q,
+            before=before,
+        )
 
     def arrivals_per_hour(self, hours):
         statement, params = sql.arrivals_per_hour(hours)
-        with self.connections.connection() as connection:
-            return sql.hours_in_order(hours, connection.execute(statement, params).fetchall())
+        return self._heavy_read(
+            lambda connection: sql.hours_in_order(
+                hours, connection.execute(statement, params).fetchall()
+            )
+        )
+
+    def _heavy_read(self, read, *args, **kwargs):
+        """``read(connection, ...)`` in one snapshot (every part of a page agrees), off the gevent
+        hub, stopped at the budget. The deadline counts from now: waiting for a thread counts."""
+        deadline = self._deadline()
+
+        def in_snapshot():
+            with self._snapshot(deadline) as connection:
+                return read(connection, *args, **kwargs)
+
+        return self.read_threads.run(in_snapshot)
 
     @contextmanager
-    def _snapshot(self):
+    def _snapshot(self, deadline):
         """A read connection in a transaction: every query in it sees one snapshot."""
-        with self.connections.connection() as connection:
+        with self.connections.connection(deadline) as connection:
             connection.execute("BEGIN")
             try:
                 yield connection
             finally:
                 connection.rollback()
-
-
-def _forget_rows(cursor, rows, purged_at):
-    """Delete ``rows`` (rowid, message_id, from, ts_key, created_at) with their search entries and
-    counts, and keep their IDs' hashes in purged_hashes."""
-    senders = {}
-    for row in rows:
-        senders[row[2]] = senders.get(row[2], 0) + 1
-    cursor.executemany(
-        sql.REMEMBER_PURGED,
-        [{"hash": sql.id_hash(row[1]), "purged_at": purged_at} for row in rows],
-    )
-    for sender, n in senders.items():
-        cursor.execute(sql.DISCOUNT_SENDER, {"n": n, "from_msisdn": sender})
-        cursor.execute(sql.DROP_EMPTY_SENDER, {"from_msisdn": sender})
-    for column, table in ((3, "ts_hour_counts"), (4, "arrival_hour_counts")):
-        hours = sql.hour_counts((row[column] for row in rows), sign=-1)
-        cursor.executemany(sql.count_hours(table), hours)
-        cursor.executemany(sql.drop_empty_hours(table, ":hour"), hours)
-    cursor.executemany("DELETE FROM messages_fts WHERE rowid = ?", [(r[0],) for r in rows])
-    cursor.executemany("DELETE FROM messages WHERE rowid = ?", [(r[0],) for r in rows])
-
-
-def _executor(cursor):
-    return lambda statement, params: cursor.execute(statement, params).fetchall()
-
-
-def _write_changes(cursor, target, changes):
-    """An action's changes to ``target``, its search entry rewritten if its text changed."""
-    cursor.execute(actions.update_statement(changes), {**changes, "message_id": target})
-    if "text" in changes:
-        rowid = cursor.execute(
-            "SELECT rowid FROM messages WHERE message_id = ?", (target,)
-        ).fetchone()[0]
-        cursor.execute("DELETE FROM messages_fts WHERE rowid = ?", (rowid,))
-        if changes["text"]:
-            cursor.execute(_SEARCH_ONE, (rowid, indexed_text(changes["text"])))
-
-
-def _insert_row(message, created_at):
-    """The parameters of ``_INSERT_ONE``: the message's values, then its ID's hash."""
-    return (*sql.message_values(message, created_at), sql.id_hash(message["message_id"]))
-
-
-def _store(cursor, delivery):
-    found = cursor.execute(_INSERT_ONE, delivery.row).fetchall()
-    if not found:
-        return False
-    row = delivery.row
-    cursor.execute(sql.COUNT_SENDER, {"from_msisdn": row[1], "n": 1})
-    cursor.execute(_COUNT_TS_HOUR, {"hour": row[4][: sql.HOUR], "n": 1})
-    cursor.execute(_COUNT_ARRIVAL_HOUR, {"hour": row[9][: sql.HOUR], "n": 1})
-    if delivery.folded:
-        cursor.execute(_SEARCH_ONE, (found[0][0], delivery.folded))
-    return True
