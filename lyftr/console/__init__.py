@@ -16,7 +16,8 @@ never travels in a URL. The cookie is HttpOnly, SameSite=Strict and limited to /
 logout forms also carry a per-session CSRF token. A token without a key refuses to start.
 """
 
-from lyftr.console import access, pages  # noqa: F401  (access: its views join the blueprint)
+# access and rejections: imported for their views, which join the blueprint.
+from lyftr.console import access, pages, rejections  # noqa: F401
 from lyftr.console.blueprint import bp
 
 
