@@ -176,6 +176,24 @@ def shorten_the_wait(case):
         case.query = query
 
 
+# Gunicorn refuses a request line over limit_request_line (4094 bytes, gunicorn.conf.py) with its
+# own 414 before the app sees it: a bound of the server, documented in docs/operations.md, not
+# an answer of the API's. Generated query strings that long (a fuzzed /feed has reached 4.7 KB)
+# are left out; the margin covers the method, the path and percent-encoding differences.
+REQUEST_LINE_ROOM = 3500
+
+
+@schemathesis.hook
+def filter_query(context, query):
+    if not isinstance(query, dict):
+        return True
+    try:
+        encoded = urllib.parse.urlencode(query, doseq=True)
+    except (TypeError, ValueError):  # an odd generated value: measure it by its text, encoded
+        encoded = urllib.parse.quote(str(query))
+    return len(encoded) <= REQUEST_LINE_ROOM
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     operation = (case.operation.method.upper(), case.operation.path)
