@@ -7,8 +7,8 @@ import json
 from lyftr.store import sql
 from lyftr.store.folding import indexed_text
 from lyftr.store.sqlite import positions
+from lyftr.store.sqlite.writes import SEARCH_ONE
 
-SEARCH_ONE = "INSERT INTO messages_fts (rowid, text_folded) VALUES (?, ?)"
 _NUMBERED_COLUMNS = (*sql.MESSAGE_COLUMNS, "seq")
 # A plain INSERT ... VALUES: the purged IDs are taken out of the batch beforehand (an INSERT ...
 # SELECT ... WHERE NOT EXISTS per row took half the load's time).
