@@ -53,10 +53,13 @@ test-e2e: $(DEV_STAMP)
 # temporary space (the database, in $TMPDIR), and `wrk` (apt-get install wrk). Options:
 #   make bench BENCH_ARGS=--ingest-only                      # ingest and /health/live phases only
 #   make bench BENCH_ARGS="--messages 200000 --duration 5"
-#   make bench BENCH_ARGS="--database-url postgresql+psycopg://..."  # own schema, dropped after
+#   make bench BACKEND=postgresql                            # on BENCH_POSTGRES_URL, own schema
+#   make bench BENCH_ARGS="--database-url postgresql+psycopg://..."  # the same, any database
 # Results: bench/results/latest.json and a timestamped copy (ignored by git). docs/performance.md.
+BACKEND ?= sqlite
+BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 bench: $(RUN_STAMP)
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/run.py $(if $(filter postgresql,$(BACKEND)),--database-url $(BENCH_POSTGRES_URL)) $(BENCH_ARGS)
 
 up:
 	docker compose up -d --build

@@ -23,11 +23,17 @@ QUERY_TARGET_P50_MS = {
     "first_page": 10,
     "from": 10,
     "since": 10,
+    "since_1pct": 10,
     "since_half": 10,
+    "since_99pct": 10,
     "q_rare": 10,
     "cursor_deep": 10,
     "record": 10,
     "feed_page": 10,
+    "console_messages": 10,
+    "console_overview": 10,
+    "console_record": 10,
+    "console_sender": 10,
     "q_common": 50,
     "q_commonest": None,
     "offset_half": 100,
@@ -163,7 +169,9 @@ def report(results):
         out.append("")
         out.append(f"at {results.get('database', {}).get('messages')} messages, 1 connection:")
         for name, query in results["queries"].items():
-            out.append(row(name, query, f"total={query['total']}  {query['path'][:60]}"))
+            cold = f"cold={query['cold_ms']}ms  " if query.get("cold_ms") is not None else ""
+            total = f"total={query['total']}  " if query["total"] is not None else ""
+            out.append(row(name, query, f"{cold}{total}{query['path'][:60]}"))
     purge = results.get("purge")
     if purge:
         out.append("")

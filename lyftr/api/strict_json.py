@@ -39,24 +39,35 @@ def _finite_float(literal):
 
 
 def _unique_keys(pairs):
-    document = {}
-    for key, value in pairs:
-        if key in document:
-            raise DuplicateKey(key)
-        document[key] = value
+    document = dict(pairs)
+    if len(document) != len(pairs):  # a key twice: say which
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
     return document
+
+
+# One decoder for every document: json.loads with these options would build one per call.
+_DECODER = json.JSONDecoder(
+    parse_constant=_not_json, parse_float=_finite_float, object_pairs_hook=_unique_keys
+)
 
 
 def loads(text, *, max_depth=None):
     """The JSON document ``text`` (str); ValueError if it is not strict JSON or is nested deeper
     than ``max_depth``, RecursionError if deeper than the parser can go."""
-    document = json.loads(
-        text,
-        parse_constant=_not_json,
-        parse_float=_finite_float,
-        object_pairs_hook=_unique_keys,
-    )
-    if max_depth is not None and depth_exceeds(document, max_depth):
+    if text.startswith("\ufeff"):  # as json.loads refuses it
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    document = _DECODER.decode(text)
+    # Each level opens with a bracket of the text: with no more brackets than max_depth (counted
+    # in C, strings included) the document cannot be deeper, and is not walked.
+    if (
+        max_depth is not None
+        and text.count("{") + text.count("[") > max_depth
+        and depth_exceeds(document, max_depth)
+    ):
         raise TooDeep(max_depth)
     return document
 

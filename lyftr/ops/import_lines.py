@@ -1,63 +1,41 @@
 """The lines of ``flask import``, validated fast: the checks of ``schemas.ImportedMessageSchema``
-written out in plain Python for the line that passes them all.
-
-marshmallow spends about 50 µs on a line, more than the bulk insert of it. ``fast_load`` makes the
-same checks in a few microseconds and returns what the schema would load, or None when the line
-fails any check: that line then goes through the schema, whose answer (and error messages) is the
-one reported. So a line is accepted exactly when the schema accepts it (the two are checked to
-agree on generated lines: tests/ops/test_import_lines.py), and the schema stays the one definition
-of what is valid.
-"""
+written out in plain Python for the line that passes them all (``api.fast_load`` says why and how
+the two are kept in agreement; tests/ops/test_import_lines.py checks it)."""
 
 import json
 
 from lyftr import timestamps
 from lyftr.api import schemas
+from lyftr.api.fast_load import (
+    is_message_id,
+    is_message_text,
+    is_msisdn,
+    is_text,
+    message_fields,
+)
 
 
-def _utf8(value):
-    """Whether a str can be stored as UTF-8 (``schemas.Text``: no lone surrogates)."""
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _text(value):
-    return type(value) is str and _utf8(value)
-
-
-def fast_load(data):
+def fast_load(data, now=None):
     """What ``ImportedMessageSchema().load(data)`` returns for ``data`` (a decoded JSON line), or
-    None if the line fails a check (or is not a case this path knows)."""
-    if type(data) is not dict:
+    None if the line fails a check (or is not a case this path knows). ``now`` (an ISO-8601 UTC
+    instant, default the current time): an arrival after it is left to the schema."""
+    fields = message_fields(data)
+    if fields is None:
         return None
-    message_id, sender, recipient, ts = (
-        data.get("message_id"),
-        data.get("from"),
-        data.get("to"),
-        data.get("ts"),
-    )
-    text = data.get("text")
+    message_id, sender, recipient, ts, text = fields
     provider = data.get("provider", "webhook")
     kind = data.get("type", "text")
     received_at = data.get("received_at")
     if not (
-        _text(message_id)
-        and 1 <= len(message_id) <= schemas.MESSAGE_ID_MAX
-        and "\x00" not in message_id
-        and _text(recipient)
-        and schemas.MSISDN.fullmatch(recipient)
-        and _text(ts)
-        and (text is None or (_text(text) and len(text) <= schemas.TEXT_MAX))
+        is_message_id(message_id)
+        and is_msisdn(recipient)
+        and is_text(ts)
+        and is_message_text(text)
         and type(provider) is str
         and provider in schemas.PROVIDERS
-        and _text(kind)
-        and (received_at is None or _text(received_at))
-        and _text(sender)
+        and is_text(kind)
+        and (received_at is None or is_text(received_at))
+        and is_text(sender)
         and sender
         and "\x00" not in sender
         and (provider != "webhook" or schemas.MSISDN.fullmatch(sender))
@@ -85,7 +63,7 @@ def fast_load(data):
     if received_at is not None:
         created_at = schemas.parse_instant(received_at)
         # The schema refuses an arrival in the future (it would top the console for ever).
-        if created_at is None or created_at > timestamps.now_iso():
+        if created_at is None or created_at > (now or timestamps.now_iso()):
             return None
         loaded["created_at"] = created_at
     return loaded
@@ -98,12 +76,12 @@ def _record_fields(data):
     """The normalized record's fields as the schema loads them (``flask export`` writes them),
     or None if one fails its check."""
     channel = data.get("channel", "webhook")
-    if not _text(channel):
+    if not is_text(channel):
         return None
     loaded = {"channel": channel}
     for name in _RECORD_TEXTS:
         value = data.get(name)
-        if value is not None and not _text(value):
+        if value is not None and not is_text(value):
             return None
         loaded[name] = value
     for name, container in (("media", list), ("reactions", list), ("location", dict)):
@@ -115,5 +93,6 @@ def _record_fields(data):
             return None
         if container is list and not all(type(item) is dict for item in value):
             return None
-        loaded[name] = json.dumps(value)
+        # An empty one (every export has "reactions": []) is written as json.dumps writes it.
+        loaded[name] = json.dumps(value) if value else ("[]" if container is list else "{}")
     return loaded

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, request
 from marshmallow import ValidationError
 
 from lyftr import metrics, store
-from lyftr.api import schemas
+from lyftr.api import fast_load, schemas
 from lyftr.api.errors import error_response, unavailable, validation_detail
 from lyftr.api.openapi import operation
 from lyftr.api.request_log import annotate
@@ -183,7 +183,7 @@ def receive():
         data = {"message_id": standard["id"], "ts": payload.get("timestamp"), **payload["data"]}
         envelope, payload = payload, data
     try:
-        message = _message_schema.load(payload)
+        message = fast_load.webhook_message(payload) or _message_schema.load(payload)
     except ValidationError as exc:
         message_id = payload.get("message_id") if isinstance(payload, dict) else None
         _outcome(
