@@ -144,17 +144,20 @@ def conversation(sender):
             error="This page link is not valid any more.",
         ), 400
     page_number = int(page_number)
-    total = store.list_messages(limit=1, offset=0, from_msisdn=sender).total
+    # Offset paging from the end, read backwards (a busy sender's latest page without walking
+    # the rows before it): the latest page is whole, the earliest holds the rest.
+    page = store.list_messages(
+        limit=PAGE_SIZE,
+        offset=(page_number - 1) * PAGE_SIZE,
+        from_msisdn=sender,
+        newest_first=True,
+    )
+    total = page.total
     if total == 0:
         return render_template("console/not_found.html", what="sender", name=sender), 404
-    # Offset paging from the end: the latest page is whole, the earliest holds the rest.
-    end = total - (page_number - 1) * PAGE_SIZE
-    start = max(0, end - PAGE_SIZE)
-    rows = []
-    if end > 0:
-        rows = store.list_messages(limit=end - start, offset=start, from_msisdn=sender).rows
+    rows = page.rows[::-1]
     earlier = later = None
-    if start > 0:
+    if total > page_number * PAGE_SIZE:
         earlier = url_for("console.conversation", sender=sender, page=page_number + 1)
     if page_number > 1:
         later = url_for("console.conversation", sender=sender, page=page_number - 1)

@@ -243,9 +243,14 @@ def after_bulk_load():
     backend().after_bulk_load()
 
 
-def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
+def list_messages(
+    *, limit, offset, from_msisdn=None, since_key=None, q=None, after=None, newest_first=False
+):
     """One page in (ts, message_id) order, the total matching the filters, and whether more rows
-    follow the page."""
+    follow the page. ``newest_first``: the order reversed and ``offset`` counted from the end (the
+    console's latest pages of a long conversation, read without walking what comes before)."""
+    if newest_first and (q or after is not None):
+        raise ValueError("newest_first pages neither search nor continue a cursor")
     rows, total = _call(
         backend().list_messages,
         limit=limit,
@@ -254,6 +259,7 @@ def list_messages(*, limit, offset, from_msisdn=None, since_key=None, q=None, af
         since_key=since_key,
         q=q,
         after=after,
+        newest_first=newest_first,
     )
     # The backend reads one row more than the page: whether it came says if a next page exists.
     return Page(rows[:limit], total, len(rows) > limit)

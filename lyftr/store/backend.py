@@ -188,9 +188,12 @@ class Backend(Protocol):
         since_key: str | None,
         q: str | None,
         after: tuple[str, str] | None,
+        newest_first: bool = False,
     ) -> tuple[list[MessageRow], int]:
         """Up to ``limit + 1`` rows in (ts_key, message_id) order from ``offset`` (after the
-        ``after`` position, if given), and how many rows match the filters, from one snapshot."""
+        ``after`` position, if given), and how many rows match the filters, from one snapshot.
+        ``newest_first``: in the reverse order, ``offset`` counted from the last row (never with
+        ``q`` or ``after``)."""
 
     def stats(self, top: int) -> Stats:
         """Totals, the ``top`` senders by count (ties by sender) and the time span, one snapshot."""

@@ -262,7 +262,17 @@ class PostgresBackend:
         # SET LOCAL: for this transaction only; the pooled connection keeps no limit afterwards.
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {self.budget_ms}")
 
-    def list_messages(self, *, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
+    def list_messages(
+        self,
+        *,
+        limit,
+        offset,
+        from_msisdn=None,
+        since_key=None,
+        q=None,
+        after=None,
+        newest_first=False,
+    ):
         """See ``backend.Backend``."""
         filters, params = sql.filters(from_msisdn=from_msisdn, since_key=since_key)
         folded = q.casefold() if q else None
@@ -280,7 +290,7 @@ class PostgresBackend:
             query = (
                 statements.SELECT
                 + sql.where(filters)
-                + sql.PAGE_ORDER
+                + sql.page_order(newest_first)
                 + " LIMIT :limit OFFSET :offset"
             )
             params.update(limit=limit + 1, offset=offset)

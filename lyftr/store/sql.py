@@ -38,6 +38,12 @@ RECORD_COLUMNS = (
     "channel, sender_name, media, location, reply_to, reactions, edited_at, revoked_at"
 )
 PAGE_ORDER = " ORDER BY ts_key, message_id"
+# The same order backwards: the last page of a long list without walking the rows before it.
+NEWEST_ORDER = " ORDER BY ts_key DESC, message_id DESC"
+
+
+def page_order(newest_first):
+    return NEWEST_ORDER if newest_first else PAGE_ORDER
 
 
 def message_values(message, created_at):

@@ -163,6 +163,20 @@ def test_since_totals(corpus):
         assert body["total"] == len(expected(messages, since=since))
 
 
+@pytest.mark.parametrize("offset", [0, 7, 120, 5000])
+def test_newest_first_pages_are_the_list_backwards(corpus, offset):
+    client, messages = corpus
+    sender = messages[0]["from_msisdn"]
+    ids = expected(messages, sender=sender)
+    with client.application.app_context():
+        page = store.list_messages(limit=25, offset=offset, from_msisdn=sender, newest_first=True)
+    assert [row.message_id for row in page.rows] == ids[::-1][offset : offset + 25]
+    assert page.total == len(ids)
+    assert page.has_more == (len(ids) > offset + 25)
+    with client.application.app_context(), pytest.raises(ValueError):
+        store.list_messages(limit=1, offset=0, q="hello", newest_first=True)
+
+
 def test_texts_with_nul_indexed_before_version_1_are_reindexed(tmp_path):
     # A database of lyftr 1.0 (no Alembic history yet): its index held such texts only up to the
     # NUL.

@@ -345,7 +345,17 @@ class SQLiteBackend:
 
     # --- reading (the plans: ``reads``) ------------------------------------------------------
 
-    def list_messages(self, *, limit, offset, from_msisdn=None, since_key=None, q=None, after=None):
+    def list_messages(
+        self,
+        *,
+        limit,
+        offset,
+        from_msisdn=None,
+        since_key=None,
+        q=None,
+        after=None,
+        newest_first=False,
+    ):
         """See ``backend.Backend``."""
         return self._heavy_read(
             reads.list_messages,
@@ -355,6 +365,7 @@ class SQLiteBackend:
             since_key=since_key,
             q=q,
             after=after,
+            newest_first=newest_first,
         )
 
     def stats(self, top):

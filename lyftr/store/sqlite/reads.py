@@ -18,7 +18,7 @@ _CONTAINS = "instr(c0, :term) > 0"
 MATCHES_ROW = f"EXISTS (SELECT 1 FROM {_FOLDED_TEXTS} WHERE id = messages.rowid AND {_CONTAINS})"
 
 
-def list_messages(connection, *, limit, offset, from_msisdn, since_key, q, after):
+def list_messages(connection, *, limit, offset, from_msisdn, since_key, q, after, newest_first):
     """A page of ``/messages`` and its exact total (``backend.Backend.list_messages``)."""
     filters, params = sql.filters(from_msisdn=from_msisdn, since_key=since_key)
     search_plan = search(q) if q else None
@@ -38,7 +38,8 @@ def list_messages(connection, *, limit, offset, from_msisdn, since_key, q, after
             where.append(condition)
             where_params.update(search_params)
     query = (
-        f"SELECT {sql.PAGE_COLUMNS} FROM messages{sql.where(where)}{sql.PAGE_ORDER}"
+        f"SELECT {sql.PAGE_COLUMNS} FROM messages{sql.where(where)}"
+        f"{sql.page_order(newest_first)}"
         " LIMIT :limit OFFSET :offset"
     )
     where_params.update(limit=limit + 1, offset=offset)
