@@ -136,6 +136,14 @@ def on_starting(server):
             os.unlink(path)
 
 
+def post_worker_init(worker):
+    """Make the worker ready before it serves (lyftr.ops.warm_up): the schema checked and the
+    console's templates compiled, not on its first request."""
+    from lyftr.ops.warm_up import warm_up
+
+    warm_up(worker.wsgi)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

@@ -64,6 +64,12 @@ def _call(method, *args, **kwargs):
         raise
 
 
+def prepare():
+    """What the first storage call of a process does first: apply pending migrations, or find the
+    database at head. Raises what the database raises."""
+    schema.current().ensure()
+
+
 def insert_message(message):
     """Store ``message`` unless its ``message_id`` exists: True if stored, False if a duplicate."""
     return _call(backend().insert_message, message)
