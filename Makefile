@@ -49,7 +49,7 @@ test-unit: $(DEV_STAMP)
 test-e2e: $(DEV_STAMP)
 	$(BIN)/python -m pytest tests/e2e
 
-# The real server under wrk, then reads at 1,000,000 messages: about 4¼ minutes, about 0.5 GB of
+# The real server under wrk, then reads at 1,000,000 messages: about 6 minutes, about 0.5 GB of
 # temporary space (the database, in $TMPDIR), and `wrk` (apt-get install wrk). Options:
 #   make bench BENCH_ARGS=--ingest-only                      # ingest and /health/live phases only
 #   make bench BENCH_ARGS="--messages 200000 --duration 5"

@@ -17,15 +17,17 @@
    beside it at full speed (--connections, as in the ingest phase; --batch-ingest-connections 0
    for none): p50/p99 latency per batch size. --batches-only runs only this.
 3. ``flask --app wsgi seed`` fills the same database up to --messages messages.
-4. wrk, 1 connection per query: p50/p99 of /messages (first page, from=, since=, q= rare and common
-   words, offset=N/2, a cursor page in the middle) and /stats; webhook ingest at that size too.
+4. For each read, the server restarted and its first request timed (cold), then wrk, 1
+   connection: p50/p99 of /messages (first page, from=, since= the last day and 1%, 50% and 99% of
+   the rows, q= rare and common words, offset=N/2, a cursor page in the middle), one record, a
+   feed page, /stats and the console's pages; webhook ingest at that size too.
 5. Resident memory of the server (master + workers, from /proc) and the database size: the SQLite
    files, or on PostgreSQL pg_total_relation_size summed over the bench schema's tables.
 
 Prints a table and writes bench/results/latest.json plus a timestamped copy (latest-postgresql.json
 and a ``-postgresql`` copy on PostgreSQL; latest-batches.json and a ``-batches`` copy for
 --batches-only); new files there are ignored by git. A full run takes
-about 4.25 minutes and about 0.5 GB of temporary space (the SQLite database, under $TMPDIR).
+about 6 minutes and about 0.5 GB of temporary space (the SQLite database, under $TMPDIR).
 Standard library + wrk; on PostgreSQL also psycopg and SQLAlchemy, from the virtualenv. The data
 ``flask seed`` loads is bench/synthetic.py's. docs/performance.md has the latest results.
 
