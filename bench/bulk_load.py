@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import BIN, ROOT, log  # noqa: E402
+from bench.database import open_database  # noqa: E402
 
 
 def _children_cpu():
@@ -92,10 +94,6 @@ def main(argv=None):
 
 def move(flask, source, base_env, postgres_url):
     """export | import from the SQLite source into a new schema of ``postgres_url``."""
-    import shlex
-
-    from bench.database import open_database
-
     database = open_database(postgres_url)
     database.create()
     try:
