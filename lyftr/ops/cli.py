@@ -20,6 +20,7 @@ from flask.cli import with_appcontext
 
 from lyftr import store
 from lyftr.ops import data_commands
+from lyftr.ops.producer import each_made_in_child
 from lyftr.ops.terminal import explained, plural, progress
 from lyftr.providers import signing
 
@@ -161,7 +162,7 @@ def seed_command(count, senders, vocabulary, seed, days):
         count, senders=senders, vocabulary=vocabulary, seed=seed, days=days
     )
     with progress(count, "seeding") as bar:
-        stored = store.bulk_insert(_counted(messages, bar))
+        stored = store.bulk_insert(_counted(each_made_in_child(messages), bar))
     elapsed = time.perf_counter() - started
     store.after_bulk_load()
     rate = count / elapsed if elapsed > 0 else 0.0

@@ -14,6 +14,7 @@ from lyftr.api import schemas, strict_json
 from lyftr.api.messages import record_item
 from lyftr.api.strict_json import MAX_STORED_DEPTH
 from lyftr.ops.import_lines import fast_load
+from lyftr.ops.producer import CHUNK, made_in_child
 from lyftr.ops.terminal import explained, plural, progress, require_database
 
 DATE_HELP = (
@@ -137,7 +138,6 @@ def import_command(file):
     the exit status is 1 if any was bad. A line that is not UTF-8, not strict JSON, nested deeper
     than 64 levels or arrived in the future (received_at) is such a bad line.
     """
-    schema = schemas.ImportedMessageSchema()
     started, read, bad = time.perf_counter(), 0, 0
     # Arrivals later than this go to the schema, which compares each with the time it is read.
     started_at = timestamps.now_iso()
@@ -145,29 +145,15 @@ def import_command(file):
 
     def valid_messages(bar):
         nonlocal read, bad
-        for number, line in enumerate(file, 1):
-            if size:
-                bar.update(len(line))
-            if not line.strip():
-                continue
-            read += 1
-            try:
-                data = strict_json.loads(line.decode("utf-8"), max_depth=MAX_STORED_DEPTH)
-                # The schema's own answer (and its error messages) for a line the fast path
-                # does not accept.
-                message = fast_load(data, started_at) or schema.load(data)
-            except ValidationError as exc:
-                bad += 1
-                click.echo(
-                    f"line {number}: {json.dumps(exc.messages, ensure_ascii=False)}", err=True
-                )
-                continue
-            except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep
-                bad += 1
-                reason = str(exc) if isinstance(exc, strict_json.TooDeep) else "not JSON"
-                click.echo(f"line {number}: {json.dumps(reason)}", err=True)
-                continue
-            yield message
+        for messages, complaints, lines, consumed in made_in_child(
+            lambda: _parsed_chunks(file, started_at)
+        ):
+            bar.update(consumed)
+            for complaint in complaints:
+                click.echo(complaint, err=True)
+            read += lines
+            bad += len(complaints)
+            yield from messages
 
     with progress(size or 0, "importing") as bar:
         # One stream: the storage layer cuts it into its large transactions and merges once.
@@ -182,6 +168,32 @@ def import_command(file):
     )
     if bad:
         sys.exit(1)
+
+
+def _parsed_chunks(file, started_at):
+    """The lines of ``file`` as chunks of (valid messages, a complaint per bad line, lines read,
+    bytes read); made in the import's child process."""
+    schema = schemas.ImportedMessageSchema()
+    messages, complaints, lines, consumed = [], [], 0, 0
+    for number, line in enumerate(file, 1):
+        consumed += len(line)
+        if not line.strip():
+            continue
+        lines += 1
+        try:
+            data = strict_json.loads(line.decode("utf-8"), max_depth=MAX_STORED_DEPTH)
+            # The schema's own answer (and its error messages) for a line the fast path does
+            # not accept.
+            messages.append(fast_load(data, started_at) or schema.load(data))
+        except ValidationError as exc:
+            complaints.append(f"line {number}: {json.dumps(exc.messages, ensure_ascii=False)}")
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep
+            reason = str(exc) if isinstance(exc, strict_json.TooDeep) else "not JSON"
+            complaints.append(f"line {number}: {json.dumps(reason)}")
+        if len(messages) + len(complaints) >= CHUNK:
+            yield messages, complaints, lines, consumed
+            messages, complaints, lines, consumed = [], [], 0, 0
+    yield messages, complaints, lines, consumed
 
 
 def _size(file):

@@ -214,8 +214,8 @@ class SQLiteBackend:
                         "PRAGMA wal_checkpoint(PASSIVE)"
                     ).fetchall()
                     unchecked = 0
-        if stored >= bulk.MERGE_AFTER_ROWS:
-            self.merge_search_index()
+            if stored >= bulk.MERGE_AFTER_ROWS:
+                self._merge_search_index(connection)
         return stored
 
     @contextmanager
@@ -227,16 +227,19 @@ class SQLiteBackend:
             connection.execution_options(write=True)
             driver = connection.connection.driver_connection
             every = driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            cache = driver.execute("PRAGMA cache_size").fetchone()[0]
             driver.execute("PRAGMA wal_autocheckpoint = 0")
+            driver.execute(f"PRAGMA cache_size = -{bulk.CACHE_KIB}")
             try:
                 yield connection
             finally:
                 driver.execute(f"PRAGMA wal_autocheckpoint = {int(every)}")
+                driver.execute(f"PRAGMA cache_size = {int(cache)}")
 
-    def merge_search_index(self):
+    def _merge_search_index(self, connection):
         """Merge every segment of the search index into one, in short write transactions."""
         while True:
-            with self.write_transaction() as connection:
+            with self.writer.turn(), connection.begin():
                 if bulk.merge_step(connection):
                     return
 

@@ -1,0 +1,80 @@
+"""Bulk loads on two cores: the rows are made (parsed and validated, or generated) in a forked
+child process while this one writes the previous ones to the database.
+
+The child hands over chunks through a ``multiprocessing.Queue``: its feeder thread keeps up to
+``AHEAD`` chunks waiting, so the child goes on working while the writer is inside a long insert
+(a bare pipe holds 64 KiB, a few hundred rows: the child stalled on it). The writer takes a chunk
+only when it needs the next row, so no thread of this process competes with the insert for the
+GIL.
+"""
+
+import itertools
+import multiprocessing
+import queue
+import traceback
+
+# Chunks made ahead of the writer (of CHUNK rows each: about 40 MB of rows in flight at most).
+AHEAD = 4
+CHUNK = 10_000
+# How often the writer, waiting for a chunk, checks that the child is still there (seconds).
+_POLL_S = 1.0
+
+
+class ProducerFailed(RuntimeError):
+    """The child process raised, or died, before its last chunk."""
+
+
+def made_in_child(chunks):
+    """What the generator ``chunks()`` yields, in order, made in a forked child.
+
+    Fork, not spawn: the child inherits open files (stdin too) and loaded modules. It only reads
+    and computes, never touches the parent's database connections, and leaves with ``os._exit``,
+    so their finalizers never run there."""
+    context = multiprocessing.get_context("fork")
+    handover = context.Queue(maxsize=AHEAD)
+    child = context.Process(target=_produce, args=(chunks, handover), daemon=True)
+    child.start()
+    try:
+        while True:
+            kind, value = _next(handover, child)
+            if kind == "end":
+                return
+            if kind == "failed":
+                raise ProducerFailed(value)
+            yield value
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        handover.close()
+
+
+def _next(handover, child):
+    while True:
+        try:
+            return handover.get(timeout=_POLL_S)
+        except queue.Empty:
+            if not child.is_alive():
+                status = child.exitcode
+                raise ProducerFailed(f"the child process ended with status {status}") from None
+
+
+def _produce(chunks, handover):
+    try:
+        for chunk in chunks():
+            handover.put(("chunk", chunk))
+        handover.put(("end", None))
+    except BaseException:  # the writer says what went wrong, not a stray traceback on stderr
+        handover.put(("failed", traceback.format_exc()))
+
+
+def each_made_in_child(items):
+    """The items of the iterable ``items``, in order, made in a forked child CHUNK at a time."""
+    for chunk in made_in_child(lambda: _chunked(items)):
+        yield from chunk
+
+
+def _chunked(items):
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, CHUNK)):
+        yield chunk

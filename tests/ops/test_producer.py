@@ -1,0 +1,107 @@
+"""Bulk loads made in a forked child (``lyftr.ops.producer``): ``flask import`` and ``flask seed``
+across many chunks keep the order, the verdicts and the counts of a load made in one process, and
+a child that fails or dies stops the load with a clear error, not a hang."""
+
+import json
+import os
+
+import pytest
+from helpers import sample_message, stored_total
+
+from lyftr.ops import producer
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of two rows: every load below crosses many of them (the child is forked after this,
+    so it sees the same size)."""
+    monkeypatch.setattr(producer, "CHUNK", 2)
+    monkeypatch.setattr(producer, "AHEAD", 1)
+
+
+def _lines(count, bad_every):
+    lines = []
+    for number in range(1, count + 1):
+        if number % bad_every == 0:
+            lines.append(f'{{"message_id": "bad{number}"'.encode())  # not JSON
+        else:
+            lines.append(json.dumps(sample_message(message_id=f"m{number:03d}")).encode())
+    return b"\n".join(lines) + b"\n"
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_import_across_chunks_keeps_file_order_and_reports_each_bad_line(
+    app, client, tmp_path, small_chunks, source
+):
+    data = _lines(25, bad_every=4)
+    path = tmp_path / "in.ndjson"
+    path.write_bytes(data)
+    runner = app.test_cli_runner()
+    if source == "file":
+        result = runner.invoke(args=["import", str(path)])
+    else:
+        result = runner.invoke(args=["import", "-"], input=data)
+    assert result.exit_code == 1, result.output
+    complaints = [line.split(":")[0] for line in result.output.splitlines() if line[:5] == "line "]
+    assert complaints == [f"line {n}" for n in (4, 8, 12, 16, 20, 24)]
+    assert "imported 19 new messages (0 skipped: already stored or purged; 6 bad lines)" in (
+        result.output
+    )
+    assert stored_total(client) == 19
+    # The feed numbers the messages in the file's order, whichever chunk each came in.
+    stored_ids = [
+        item["message_id"] for item in client.get("/messages?limit=100").get_json()["data"]
+    ]
+    seq = {
+        message_id: client.get(f"/messages/{message_id}").get_json()["seq"]
+        for message_id in stored_ids
+    }
+    assert sorted(stored_ids, key=seq.get) == [f"m{n:03d}" for n in range(1, 26) if n % 4 != 0]
+
+
+def test_seed_across_chunks_stores_what_one_process_would(
+    app, make_app, tmp_path, small_chunks, monkeypatch
+):
+    chunked = app.test_cli_runner().invoke(args=["seed", "--count", "15", "--seed", "7"])
+    assert "seeded 15 new messages" in chunked.output, chunked.output
+    other = make_app(DATABASE_URL=f"sqlite:///{tmp_path}/other.db")
+    monkeypatch.setattr(producer, "CHUNK", 1000)
+    whole = other.test_cli_runner().invoke(args=["seed", "--count", "15", "--seed", "7"])
+    assert "seeded 15 new messages" in whole.output, whole.output
+    assert (
+        app.test_client().get("/messages?limit=100").get_json()
+        == other.test_client().get("/messages?limit=100").get_json()
+    )
+
+
+def test_a_failing_child_stops_the_load_with_its_traceback():
+    def chunks():
+        yield [1, 2]
+        raise LookupError("the child's own error")
+
+    made = producer.made_in_child(chunks)
+    assert next(made) == [1, 2]
+    with pytest.raises(producer.ProducerFailed, match="LookupError: the child's own error"):
+        next(made)
+
+
+def test_a_child_that_dies_stops_the_load(monkeypatch):
+    monkeypatch.setattr(producer, "_POLL_S", 0.05)
+
+    def chunks():
+        os._exit(3)  # killed, say: not even its queued chunks get out
+        yield ["never"]
+
+    with pytest.raises(producer.ProducerFailed, match="ended with status 3"):
+        next(producer.made_in_child(chunks))
+
+
+def test_a_load_abandoned_midway_leaves_no_child(small_chunks):
+    def chunks():
+        while True:
+            yield [0] * 2
+
+    made = producer.made_in_child(chunks)
+    next(made)
+    made.close()
+    assert producer.multiprocessing.active_children() == []
