@@ -10,13 +10,14 @@ GIL.
 
 import itertools
 import multiprocessing
+import os
 import queue
 import traceback
 
 # Chunks made ahead of the writer (of CHUNK rows each: about 40 MB of rows in flight at most).
 AHEAD = 4
 CHUNK = 10_000
-# How often the writer, waiting for a chunk, checks that the child is still there (seconds).
+# How often each side, waiting for the other, checks that the other is still there (seconds).
 _POLL_S = 1.0
 
 
@@ -32,7 +33,7 @@ def made_in_child(chunks):
     so their finalizers never run there."""
     context = multiprocessing.get_context("fork")
     handover = context.Queue(maxsize=AHEAD)
-    child = context.Process(target=_produce, args=(chunks, handover), daemon=True)
+    child = context.Process(target=_produce, args=(chunks, handover, os.getpid()), daemon=True)
     child.start()
     try:
         while True:
@@ -59,13 +60,36 @@ def _next(handover, child):
                 raise ProducerFailed(f"the child process ended with status {status}") from None
 
 
-def _produce(chunks, handover):
+def _produce(chunks, handover, writer):
     try:
-        for chunk in chunks():
-            handover.put(("chunk", chunk))
-        handover.put(("end", None))
-    except BaseException:  # the writer says what went wrong, not a stray traceback on stderr
-        handover.put(("failed", traceback.format_exc()))
+        try:
+            for chunk in chunks():
+                _hand_over(handover, ("chunk", chunk), writer)
+            last = ("end", None)
+        except _WriterGone:
+            raise
+        except BaseException:  # the writer says what went wrong, not a stray traceback on stderr
+            last = ("failed", traceback.format_exc())
+        _hand_over(handover, last, writer)
+    except _WriterGone:
+        # Nobody will read what is still queued: leave without waiting to flush it.
+        handover.cancel_join_thread()
+
+
+class _WriterGone(Exception):
+    pass
+
+
+def _hand_over(handover, item, writer):
+    """Put ``item`` in the queue; if the writer process is gone (killed: nobody told this child),
+    stop rather than wait for it for ever."""
+    while True:
+        try:
+            handover.put(item, timeout=_POLL_S)
+            return
+        except queue.Full:
+            if os.getppid() != writer:
+                raise _WriterGone from None
 
 
 def each_made_in_child(items):

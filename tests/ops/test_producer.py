@@ -4,6 +4,7 @@ a child that fails or dies stops the load with a clear error, not a hang."""
 
 import json
 import os
+import time
 
 import pytest
 from helpers import sample_message, stored_total
@@ -105,3 +106,36 @@ def test_a_load_abandoned_midway_leaves_no_child(small_chunks):
     next(made)
     made.close()
     assert producer.multiprocessing.active_children() == []
+
+
+def _running(pid):
+    """Whether process ``pid`` exists and has not exited (a zombie has, whoever reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_child_whose_writer_was_killed_exits(tmp_path, monkeypatch):
+    monkeypatch.setattr(producer, "_POLL_S", 0.05)
+    child_pid = tmp_path / "child.pid"
+
+    def chunks():
+        child_pid.write_text(str(os.getpid()))
+        while True:
+            yield [0] * 1000
+
+    writer = os.fork()
+    if writer == 0:  # the writer: takes one chunk, then dies as a SIGKILL would leave it
+        made = producer.made_in_child(chunks)  # held: closing it would stop the child
+        try:
+            next(made)
+        finally:
+            os._exit(0)
+    os.waitpid(writer, 0)
+    child = int(child_pid.read_text())
+    deadline = time.monotonic() + 10
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child)
