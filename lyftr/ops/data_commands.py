@@ -148,7 +148,8 @@ def import_command(file):
         for messages, complaints, lines, consumed in made_in_child(
             lambda: _parsed_chunks(file, started_at)
         ):
-            bar.update(consumed)
+            if size:
+                bar.update(consumed)
             for complaint in complaints:
                 click.echo(complaint, err=True)
             read += lines
