@@ -8,11 +8,12 @@ only when it needs the next row, so no thread of this process competes with the 
 GIL.
 """
 
-import itertools
 import multiprocessing
 import os
 import queue
 import traceback
+
+from lyftr.store.sql import batched
 
 # Chunks made ahead of the writer (of CHUNK rows each: about 40 MB of rows in flight at most).
 AHEAD = 4
@@ -94,11 +95,5 @@ def _hand_over(handover, item, writer):
 
 def each_made_in_child(items):
     """The items of the iterable ``items``, in order, made in a forked child CHUNK at a time."""
-    for chunk in made_in_child(lambda: _chunked(items)):
+    for chunk in made_in_child(lambda: batched(items, CHUNK)):
         yield from chunk
-
-
-def _chunked(items):
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, CHUNK)):
-        yield chunk
