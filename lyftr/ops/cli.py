@@ -162,7 +162,8 @@ def seed_command(count, senders, vocabulary, seed, days):
         count, senders=senders, vocabulary=vocabulary, seed=seed, days=days
     )
     with progress(count, "seeding") as bar:
-        stored = store.bulk_insert(_counted(each_made_in_child(messages), bar))
+        rows = each_made_in_child(store.message_rows(messages))
+        stored = store.bulk_insert_rows(_counted(rows, bar))
     elapsed = time.perf_counter() - started
     store.after_bulk_load()
     rate = count / elapsed if elapsed > 0 else 0.0

@@ -143,9 +143,9 @@ def import_command(file):
     started_at = timestamps.now_iso()
     size = _size(file)
 
-    def valid_messages(bar):
+    def valid_rows(bar):
         nonlocal read, bad
-        for messages, complaints, lines, consumed in made_in_child(
+        for rows, complaints, lines, consumed in made_in_child(
             lambda: _parsed_chunks(file, started_at)
         ):
             if size:
@@ -154,11 +154,11 @@ def import_command(file):
                 click.echo(complaint, err=True)
             read += lines
             bad += len(complaints)
-            yield from messages
+            yield from rows
 
     with progress(size or 0, "importing") as bar:
         # One stream: the storage layer cuts it into its large transactions and merges once.
-        stored = store.bulk_insert(valid_messages(bar))
+        stored = store.bulk_insert_rows(valid_rows(bar))
     store.after_bulk_load()
     elapsed = time.perf_counter() - started
     skipped = read - bad - stored
@@ -172,8 +172,8 @@ def import_command(file):
 
 
 def _parsed_chunks(file, started_at):
-    """The lines of ``file`` as chunks of (valid messages, a complaint per bad line, lines read,
-    bytes read); made in the import's child process."""
+    """The lines of ``file`` as chunks of (the valid messages' rows, a complaint per bad line,
+    lines read, bytes read); made in the import's child process."""
     schema = schemas.ImportedMessageSchema()
     messages, complaints, lines, consumed = [], [], 0, 0
     for number, line in enumerate(file, 1):
@@ -192,9 +192,9 @@ def _parsed_chunks(file, started_at):
             reason = str(exc) if isinstance(exc, strict_json.TooDeep) else "not JSON"
             complaints.append(f"line {number}: {json.dumps(reason)}")
         if len(messages) + len(complaints) >= CHUNK:
-            yield messages, complaints, lines, consumed
+            yield list(store.message_rows(messages)), complaints, lines, consumed
             messages, complaints, lines, consumed = [], [], 0, 0
-    yield messages, complaints, lines, consumed
+    yield list(store.message_rows(messages)), complaints, lines, consumed
 
 
 def _size(file):

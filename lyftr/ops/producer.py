@@ -1,16 +1,21 @@
 """Bulk loads on two cores: the rows are made (parsed and validated, or generated) in a forked
 child process while this one writes the previous ones to the database.
 
-The child hands over chunks through a ``multiprocessing.Queue``: its feeder thread keeps up to
-``AHEAD`` chunks waiting, so the child goes on working while the writer is inside a long insert
-(a bare pipe holds 64 KiB, a few hundred rows: the child stalled on it). The writer takes a chunk
-only when it needs the next row, so no thread of this process competes with the insert for the
-GIL.
+The child writes each chunk, pickled, to a file of a temporary folder and hands over its name
+through a ``multiprocessing.Queue`` of up to ``AHEAD`` names, so it goes on working while the
+writer is inside a long insert. Chunks do not go through the queue's pipe themselves: a chunk
+pickles to ~3 MB, and the queue's feeder thread needed the child's GIL back after every 64 KiB
+it wrote, waiting up to the 5 ms switch interval each time while the child parsed (the writer
+waited 10 s of a 33 s import for it; 1 s through files). The writer takes a chunk only when it
+needs the next row, so no thread of this process competes with the insert for the GIL.
 """
 
 import multiprocessing
 import os
+import pickle
 import queue
+import shutil
+import tempfile
 import traceback
 
 from lyftr.store.sql import batched
@@ -34,7 +39,10 @@ def made_in_child(chunks):
     so their finalizers never run there."""
     context = multiprocessing.get_context("fork")
     handover = context.Queue(maxsize=AHEAD)
-    child = context.Process(target=_produce, args=(chunks, handover, os.getpid()), daemon=True)
+    folder = tempfile.mkdtemp(prefix="lyftr-load-")
+    child = context.Process(
+        target=_produce, args=(chunks, handover, os.getpid(), folder), daemon=True
+    )
     child.start()
     try:
         while True:
@@ -43,12 +51,20 @@ def made_in_child(chunks):
                 return
             if kind == "failed":
                 raise ProducerFailed(value)
-            yield value
+            yield _taken(value)
     finally:
         if child.is_alive():
             child.kill()
         child.join()
         handover.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _taken(path):
+    with open(path, "rb") as file:
+        data = file.read()
+    os.unlink(path)
+    return pickle.loads(data)
 
 
 def _next(handover, child):
@@ -61,11 +77,14 @@ def _next(handover, child):
                 raise ProducerFailed(f"the child process ended with status {status}") from None
 
 
-def _produce(chunks, handover, writer):
+def _produce(chunks, handover, writer, folder):
     try:
         try:
-            for chunk in chunks():
-                _hand_over(handover, ("chunk", chunk), writer)
+            for number, chunk in enumerate(chunks()):
+                path = os.path.join(folder, f"{number}.pickle")
+                with open(path, "wb") as file:
+                    pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
+                _hand_over(handover, ("chunk", path), writer)
             last = ("end", None)
         except _WriterGone:
             raise
@@ -73,8 +92,10 @@ def _produce(chunks, handover, writer):
             last = ("failed", traceback.format_exc())
         _hand_over(handover, last, writer)
     except _WriterGone:
-        # Nobody will read what is still queued: leave without waiting to flush it.
+        # Nobody will read what is still queued: leave without waiting to flush it, and take
+        # the chunks nobody will read with it.
         handover.cancel_join_thread()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class _WriterGone(Exception):

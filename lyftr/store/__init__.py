@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from lyftr.extensions import db, migrate
-from lyftr.store import database_errors, schema
+from lyftr.store import database_errors, schema, sql
 from lyftr.store.backend import MessageRow
 from lyftr.store.postgres import PostgresBackend
 from lyftr.store.sqlite.backend import SQLiteBackend
@@ -240,9 +240,23 @@ def backup(path):
 
 
 def bulk_insert(messages, **options):
-    """Store many messages as ``insert_message`` would, in big transactions; return how many
-    were new."""
-    return _call(backend().bulk_insert, messages, **options)
+    """Store many messages (dicts as the schemas load them) as ``insert_message`` would, in big
+    transactions; return how many were new."""
+    return bulk_insert_rows(message_rows(messages), **options)
+
+
+def bulk_insert_rows(rows, **options):
+    """``bulk_insert`` of rows that ``message_rows`` made, perhaps in another process."""
+    return _call(backend().bulk_insert, rows, **options)
+
+
+def message_rows(messages):
+    """Each message's values in the order the backends store them; one without an arrival time
+    (created_at) arrives as its row is made, the clock read once per ``sql.ROWS_PER_CLOCK``."""
+    for chunk in sql.batched(messages, sql.ROWS_PER_CLOCK):
+        created_at = now_iso()
+        for message in chunk:
+            yield sql.message_values(message, created_at)
 
 
 def after_bulk_load():

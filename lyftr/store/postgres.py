@@ -22,7 +22,7 @@ from sqlalchemy import text
 from lyftr.store import actions, commit_signal, database_errors, events, sql
 from lyftr.store import postgres_statements as statements
 from lyftr.store.backend import MessageRecord, MessageRow, RejectionRow, Stats, StatusRow
-from lyftr.store.folding import NUL_STANDIN, index_answers, indexed_text
+from lyftr.store.folding import NUL_STANDIN, index_answers
 from lyftr.timestamps import now_iso
 
 # Any constants: every process that migrates takes the first lock first; one numbering of the
@@ -210,13 +210,12 @@ class PostgresBackend:
             "lyftr.dump (see docs/operations.md)"
         )
 
-    def bulk_insert(self, messages, *, batch_size=BULK_BATCH_ROWS):
+    def bulk_insert(self, rows, *, batch_size=BULK_BATCH_ROWS):
         """Copy each batch into a temporary table, then move it with one INSERT ... SELECT."""
-        batches = sql.batched(messages, batch_size)
+        batches = sql.batched(rows, batch_size)
         return sum(self._bulk_batch(batch) for batch in batches)
 
-    def _bulk_batch(self, messages):
-        created_at = now_iso()
+    def _bulk_batch(self, rows):
         with self.engine.begin() as connection:
             # A bulk load is numbered as it is written, holding the feed's numbering lock to the
             # commit (as sequence does), after the rows already waiting for a position.
@@ -228,9 +227,8 @@ class PostgresBackend:
             cursor = connection.connection.driver_connection.cursor()
             columns = ", ".join(statements.COLUMNS)
             with cursor.copy(f"COPY lyftr_bulk (position, {columns}) FROM STDIN") as copy:
-                for position, message in enumerate(messages):
-                    row = _row(message, created_at)
-                    copy.write_row((position, *(row[name] for name in statements.COLUMNS)))
+                for position, values in enumerate(rows):
+                    copy.write_row((position, *statements.stored_row(values)))
             return connection.exec_driver_sql(statements.BULK_MOVE).scalar()
 
     def after_bulk_load(self):
@@ -339,19 +337,9 @@ class PostgresBackend:
             return sql.hours_in_order(hours, connection.execute(text(statement), params))
 
 
-def _stored_text(value):
-    """(text column, text_escaped, text_folded) for a message text (None stays None)."""
-    if value is None:
-        return None, False, None
-    folded = indexed_text(value)
-    if "\x00" in value:
-        return json.dumps(value), True, folded
-    return value, False, folded
-
-
 def _row(message, created_at):
-    row = dict(zip(sql.MESSAGE_COLUMNS, sql.message_values(message, created_at), strict=True))
-    row["text"], row["text_escaped"], row["text_folded"] = _stored_text(message["text"])
+    values = statements.stored_row(sql.message_values(message, created_at))
+    row = dict(zip(statements.COLUMNS, values, strict=True))
     row["purged_hash"] = sql.id_hash(message["message_id"])
     return row
 
@@ -372,7 +360,7 @@ def _lock_targets(connection, message_ids):
 def _write_changes(connection, target, changes):
     """An action's changes to ``target``, its search columns rewritten if its text changed."""
     if "text" in changes:
-        stored, escaped, folded = _stored_text(changes["text"])
+        stored, escaped, folded = statements.stored_text(changes["text"])
         changes = {**changes, "text": stored, "text_escaped": escaped, "text_folded": folded}
     statement = actions.update_statement(changes, key="target_id")
     connection.execute(text(statement), {**changes, "target_id": target})

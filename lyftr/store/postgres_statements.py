@@ -1,11 +1,15 @@
 """The PostgreSQL backend's SQL statements (``store.postgres``): one round trip each where it
-can, counts and NOTIFY in the statement that writes."""
+can, counts and NOTIFY in the statement that writes; and the rows that fill COLUMNS."""
+
+import json
 
 from sqlalchemy import text
 
 from lyftr.store import commit_signal, sql
+from lyftr.store.folding import indexed_text
 
 COLUMNS = (*sql.MESSAGE_COLUMNS, "text_escaped", "text_folded")
+_TEXT = sql.MESSAGE_COLUMNS.index("text")
 # This connection's shard of the per-hour counts (see sql.py).
 SHARD = f"mod(pg_backend_pid(), {sql.HOUR_SHARDS})"
 
@@ -109,3 +113,19 @@ LOCK_TARGETS = text(
     " FROM unnest(CAST(:ids AS text[])) AS id ORDER BY h) AS keys"
 )
 READ_ONLY = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'"
+
+
+def stored_text(value):
+    """(text column, text_escaped, text_folded) for a message text (None stays None)."""
+    if value is None:
+        return None, False, None
+    folded = indexed_text(value)
+    if "\x00" in value:
+        return json.dumps(value), True, folded
+    return value, False, folded
+
+
+def stored_row(values):
+    """A row of ``sql.message_values`` in COLUMNS order (its text as stored_text)."""
+    text_value, escaped, folded = stored_text(values[_TEXT])
+    return (*values[:_TEXT], text_value, *values[_TEXT + 1 :], escaped, folded)

@@ -4,6 +4,7 @@ a child that fails or dies stops the load with a clear error, not a hang."""
 
 import json
 import os
+import tempfile
 import time
 
 import pytest
@@ -97,15 +98,38 @@ def test_a_child_that_dies_stops_the_load(monkeypatch):
         next(producer.made_in_child(chunks))
 
 
-def test_a_load_abandoned_midway_leaves_no_child(small_chunks):
+@pytest.fixture
+def temporary_folder(tmp_path, monkeypatch):
+    """Where the load's chunk files go (TMPDIR), to see what is left there."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_load_hands_over_every_chunk_in_order_and_leaves_no_files(temporary_folder):
+    def chunks():
+        for number in range(50):
+            yield [number, str(number), None]
+
+    assert list(producer.made_in_child(chunks)) == [[n, str(n), None] for n in range(50)]
+    assert list(temporary_folder.iterdir()) == []
+
+
+def test_a_load_abandoned_midway_leaves_no_child_and_no_files(small_chunks, temporary_folder):
     def chunks():
         while True:
             yield [0] * 2
 
     made = producer.made_in_child(chunks)
     next(made)
+    deadline = time.monotonic() + 10
+    while not any(temporary_folder.rglob("*.pickle")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert any(temporary_folder.rglob("*.pickle"))  # a chunk made ahead waits there
     made.close()
     assert producer.multiprocessing.active_children() == []
+    assert list(temporary_folder.iterdir()) == []
 
 
 def _running(pid):
@@ -117,7 +141,9 @@ def _running(pid):
         return False
 
 
-def test_a_child_whose_writer_was_killed_exits(tmp_path, monkeypatch):
+def test_a_child_whose_writer_was_killed_exits_and_removes_its_files(
+    tmp_path, temporary_folder, monkeypatch
+):
     monkeypatch.setattr(producer, "_POLL_S", 0.05)
     child_pid = tmp_path / "child.pid"
 
@@ -139,3 +165,4 @@ def test_a_child_whose_writer_was_killed_exits(tmp_path, monkeypatch):
     while _running(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _running(child)
+    assert list(temporary_folder.iterdir()) == []

@@ -197,18 +197,16 @@ class SQLiteBackend:
             for delivery in batch:
                 delivery.done = True
 
-    def bulk_insert(self, messages, *, batch_size=bulk.BATCH_ROWS):
+    def bulk_insert(self, rows, *, batch_size=bulk.BATCH_ROWS):
         """See ``backend.Backend``: each batch is one transaction, so the search index and the
         counts never disagree with the rows. The write turn is taken per batch: ingest goes on
         between them."""
         stored, unchecked = 0, 0
         with self._bulk_connection() as connection:
-            for batch in sql.batched(messages, batch_size):
-                created_at = now_iso()
-                rows = [sql.message_values(m, created_at) for m in batch]
+            for batch in sql.batched(rows, batch_size):
                 with self.writer.turn(), connection.begin():
-                    stored += bulk.load_batch(connection, rows)
-                unchecked += len(rows)
+                    stored += bulk.load_batch(connection, batch)
+                unchecked += len(batch)
                 if unchecked >= bulk.CHECKPOINT_ROWS:
                     connection.connection.driver_connection.execute(
                         "PRAGMA wal_checkpoint(PASSIVE)"
