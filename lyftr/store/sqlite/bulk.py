@@ -96,8 +96,14 @@ def load_batch(connection, rows):
         cursor.execute(_COUNT_NEW, (before,))
         for statement in _COUNT_NEW_HOURS:
             cursor.execute(statement, (before,))
-        texts = cursor.execute(_NEW_TEXTS, (before,)).fetchall()
-        cursor.executemany(SEARCH_ONE, [(rowid, indexed_text(value)) for rowid, value in texts])
+        if stored == len(rows):
+            # Every row is new: SQLite gave them the rowids after the largest, one by one.
+            texts = zip(itertools.count(before + 1), dict(columns).get("text", ()))
+        else:
+            texts = cursor.execute(_NEW_TEXTS, (before,)).fetchall()
+        cursor.executemany(
+            SEARCH_ONE, [(rowid, indexed_text(value)) for rowid, value in texts if value]
+        )
     finally:
         cursor.close()
     return stored
