@@ -4,10 +4,11 @@ child process while this one writes the previous ones to the database.
 The child writes each chunk, pickled, to a file of a temporary folder and hands over its name
 through a ``multiprocessing.Queue`` of up to ``AHEAD`` names, so it goes on working while the
 writer is inside a long insert. Chunks do not go through the queue's pipe themselves: a chunk
-pickles to ~3 MB, and the queue's feeder thread needed the child's GIL back after every 64 KiB
-it wrote, waiting up to the 5 ms switch interval each time while the child parsed (the writer
-waited 10 s of a 33 s import for it; 1 s through files). The writer takes a chunk only when it
-needs the next row, so no thread of this process competes with the insert for the GIL.
+pickles to megabytes (2 MB for 10,000 short messages), and the queue's feeder thread needed the
+child's GIL back after every 64 KiB it wrote, waiting up to the 5 ms switch interval each time
+while the child parsed (the writer waited 10 s of a 33 s import for it; 1 s through files). The
+writer takes a chunk only when it needs the next row, so no thread of this process competes with
+the insert for the GIL.
 """
 
 import multiprocessing
@@ -20,7 +21,7 @@ import traceback
 
 from lyftr.store.sql import batched
 
-# Chunks made ahead of the writer (of CHUNK rows each: about 40 MB of rows in flight at most).
+# Chunks made ahead of the writer, waiting in files (of CHUNK rows each: megabytes).
 AHEAD = 4
 CHUNK = 10_000
 # How often each side, waiting for the other, checks that the other is still there (seconds).

@@ -179,6 +179,20 @@ def test_bulk_insert_empty(app, client):
     assert client.get("/stats").get_json()["total_messages"] == 0
 
 
+def test_bulk_insert_of_batches_without_any_text(app, client):
+    """A batch whose every text is null or empty indexes nothing, and the next batch's texts are
+    found by their own messages."""
+    blank = [stored(sample_message(message_id=f"b{n}", text=None)) for n in range(3)]
+    blank.append(stored(sample_message(message_id="b3", text="")))
+    worded = [stored(sample_message(message_id=f"w{n}", text=f"word{n} here")) for n in range(4)]
+    with app.app_context():
+        assert store.bulk_insert(blank + worded, batch_size=3) == 8
+    search = derived_tables(app)["search"]
+    assert search == [(f"w{n}", f"word{n} here") for n in range(4)]
+    found = client.get("/messages", query_string={"q": "word2"}).get_json()["data"]
+    assert [item["message_id"] for item in found] == ["w2"]
+
+
 @pytest.mark.sqlite_only
 def test_bulk_insert_leaves_the_connection_settings_alone(app):
     with app.app_context():
