@@ -260,11 +260,20 @@ def read_phase(server, messages, duration, cold=True):
     return results
 
 
-def purge_phase(server, workdir, secret, run_id, rng, load):
+def purge_phase(server, workdir, secret, run_id, rng, load, control_rounds=0):
     """`flask purge` of everything stored so far, with /webhook ingest (new messages) beside it in
-    wrk rounds until it ends: how long it takes, and ingest's latency meanwhile."""
+    wrk rounds until it ends: how long it takes, and ingest's latency meanwhile. First, as the
+    control, ``control_rounds`` of the same ingest with no purge beside it."""
     cutoff = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     before = get_json(server.base, "/stats")["total_messages"]
+
+    def ingest_round(name):
+        path = workdir / f"{name}.tsv"
+        write_bodies(path, secret, f"{run_id}{name}", int(EXPECTED_MAX_RPS * 5), rng)
+        return ingest(server, path, expect="created", **{**load, "duration": 5})
+
+    log(f"control: {control_rounds} rounds of /webhook ingest, no purge")
+    alone = [ingest_round(f"alone{n}") for n in range(control_rounds)]
     log(f"purge of {before} messages, /webhook ingest beside it")
     command = [str(BIN / "flask"), "--app", "wsgi", "purge", "--before", cutoff]
     started = time.perf_counter()
@@ -273,9 +282,7 @@ def purge_phase(server, workdir, secret, run_id, rng, load):
     )
     rounds = []
     while purger.poll() is None:
-        path = workdir / f"purge{len(rounds)}.tsv"
-        write_bodies(path, secret, f"{run_id}p{len(rounds)}", int(EXPECTED_MAX_RPS * 5), rng)
-        rounds.append(ingest(server, path, expect="created", **{**load, "duration": 5}))
+        rounds.append(ingest_round(f"p{len(rounds)}"))
     output, errors = purger.communicate()
     elapsed = time.perf_counter() - started
     if purger.returncode != 0:
@@ -292,6 +299,8 @@ def purge_phase(server, workdir, secret, run_id, rng, load):
         "ingest_p99_ms_rounds": [r["p99_ms"] for r in rounds],
         "ingest_p50_ms_median": statistics.median(r["p50_ms"] for r in rounds) if rounds else None,
         "ingest_non_2xx": sum(r["non_2xx"] for r in rounds),
+        "ingest_alone_p99_ms_rounds": [r["p99_ms"] for r in alone],
+        "ingest_alone_rps_median": statistics.median(r["rps"] for r in alone) if alone else None,
     }
 
 

@@ -146,7 +146,9 @@ def run(args):
             phases["ingest_new_large"]["rps"] / live, 3
         )
         if args.purge:
-            results["purge"] = purge_phase(server, workdir, secret, run_id, rng, load)
+            results["purge"] = purge_phase(
+                server, workdir, secret, run_id, rng, load, args.purge_control_rounds
+            )
         results["memory"] = server.memory()
         results["database"] = database.size()
         results["database"]["messages"] = get_json(server.base, "/stats")["total_messages"]
@@ -223,6 +225,12 @@ def main(argv=None):
         "--purge",
         action="store_true",
         help="at the end, purge everything with `flask purge` while /webhook ingest runs beside it",
+    )
+    parser.add_argument(
+        "--purge-control-rounds",
+        type=int,
+        default=0,
+        help="with --purge: first this many 5-second rounds of the same ingest with no purge",
     )
     parser.add_argument(
         "--keep",
