@@ -156,13 +156,15 @@ def wait_for_commit(seen, timeout):
 
 # A purge batch holds the one write turn (SQLite) or its rows' locks while it runs: its size adapts
 # so that each transaction takes about PURGE_HOLD_S, and the pause after it is at least as long as
-# it held the turn (ingest gets at least half of the writer's time). At a few thousand rows per
-# second that is still millions of rows an hour: a day's arrivals are purged in minutes.
+# it held the turn, and at least PURGE_PAUSE_S. Beside full-speed ingest that is about 1,100 rows a
+# second (95 million a day); a day's arrivals at any lesser rate are purged in less than a day.
 PURGE_BATCH = 500  # the first batch
 PURGE_BATCH_MIN, PURGE_BATCH_MAX = 20, 5000
 PURGE_HOLD_S = 0.010
-# Between purge batches the write lock is left to ingest for a moment.
-PURGE_PAUSE_S = 0.02
+# Between purge batches the write lock is left to ingest: 60 ms rather than 20 took ingest's p99
+# beside a purge from 46-48 ms to 37-40 (ingest alone: 26-31), halving the purge's rate
+# (docs/performance.md, "Purge beside ingest").
+PURGE_PAUSE_S = 0.06
 
 
 def next_purge_batch(batch, took_s):

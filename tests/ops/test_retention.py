@@ -116,10 +116,11 @@ def test_one_purge_at_a_time(app):
 @pytest.mark.parametrize(
     ("first", "took_s", "sizes", "pauses"),
     [
-        # Each batch held the writer 40 ms: the next ones are as small as allowed (20 rows).
-        (40, 0.040, [40, 20, 20], [0.040, 0.040]),
-        # Each took 1 ms: they double (at most) toward the 10 ms hold.
-        (5, 0.001, [5, 10, 20, 40, 80], [0.02] * 4),
+        # Each batch held the writer 80 ms: the next ones are as small as allowed (20 rows), and
+        # each pause is as long as the hold.
+        (40, 0.080, [40, 20, 20], [0.080, 0.080]),
+        # Each took 1 ms: they double (at most) toward the 10 ms hold; pauses of 60 ms at least.
+        (5, 0.001, [5, 10, 20, 40, 80], [0.06] * 4),
     ],
 )
 def test_purge_batches_adapt_to_how_long_they_hold_the_writer(
