@@ -162,7 +162,7 @@ PURGE_BATCH = 500  # the first batch
 PURGE_BATCH_MIN, PURGE_BATCH_MAX = 20, 5000
 PURGE_HOLD_S = 0.010
 # Between purge batches the write lock is left to ingest: 60 ms rather than 20 took ingest's p99
-# beside a purge from 46-48 ms to 37-40 (ingest alone: 26-31), halving the purge's rate
+# beside a purge from 46-48 ms to 37-40 (ingest alone: 25-31), halving the purge's rate
 # (docs/performance.md, "Purge beside ingest").
 PURGE_PAUSE_S = 0.06
 
