@@ -35,9 +35,9 @@ class ProducerFailed(RuntimeError):
 def made_in_child(chunks):
     """What the generator ``chunks()`` yields, in order, made in a forked child.
 
-    Fork, not spawn: the child inherits open files (stdin too) and loaded modules. It only reads
-    and computes, never touches the parent's database connections, and leaves with ``os._exit``,
-    so their finalizers never run there."""
+    Fork, not spawn: the child inherits open files (stdin too) and loaded modules. It reads,
+    computes and writes its chunks' files, never touches the parent's database connections, and
+    leaves with ``os._exit``, so their finalizers never run there."""
     context = multiprocessing.get_context("fork")
     handover = context.Queue(maxsize=AHEAD)
     folder = tempfile.mkdtemp(prefix="lyftr-load-")

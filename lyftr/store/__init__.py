@@ -252,10 +252,15 @@ def bulk_insert_rows(rows, **options):
     return _call(backend().bulk_insert, rows, **options)
 
 
+# message_rows reads the clock again every this many rows (one arrival time for millions of
+# messages would put them all in one hour's count).
+ROWS_PER_CLOCK = 10_000
+
+
 def message_rows(messages):
     """Each message's values in the order the backends store them; one without an arrival time
-    (created_at) arrives as its row is made, the clock read once per ``sql.ROWS_PER_CLOCK``."""
-    for chunk in sql.batched(messages, sql.ROWS_PER_CLOCK):
+    (created_at) arrives as its row is made, the clock read once per ROWS_PER_CLOCK rows."""
+    for chunk in sql.batched(messages, ROWS_PER_CLOCK):
         created_at = now_iso()
         for message in chunk:
             yield sql.message_values(message, created_at)

@@ -46,11 +46,6 @@ def page_order(newest_first):
     return NEWEST_ORDER if newest_first else PAGE_ORDER
 
 
-# A bulk load gives the messages without an arrival time the time their rows are made, read
-# again every this many rows (one arrival time for millions would fill one hour's count).
-ROWS_PER_CLOCK = 10_000
-
-
 def message_values(message, created_at):
     """The values of ``message`` (a dict as the schemas load it) in MESSAGE_COLUMNS order."""
     get = message.get
