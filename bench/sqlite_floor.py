@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import BIN, ROOT  # noqa: E402
 from bench.synthetic import synthetic_messages  # noqa: E402
+from lyftr.store import staging  # noqa: E402
 from lyftr.store.sqlite import bulk  # noqa: E402
 
 COLUMNS = ("message_id", "from_msisdn", "to_msisdn", "ts", "ts_key", "text", "created_at", "seq")
@@ -65,8 +66,8 @@ def _timed_load(connection, rows, *, search, finish):
         "INSERT INTO messages_fts (messages_fts, rank) VALUES ('hashsize', ?)", (bulk.FTS_HASHSIZE,)
     )
     started = time.perf_counter()
-    for first in range(0, len(rows), bulk.BATCH_ROWS):
-        batch = rows[first : first + bulk.BATCH_ROWS]
+    for first in range(0, len(rows), staging.ROWS):
+        batch = rows[first : first + staging.ROWS]
         connection.execute("BEGIN IMMEDIATE")
         connection.executemany(INSERT, [(*row, first + i + 1) for i, row in enumerate(batch)])
         if search:

@@ -20,7 +20,7 @@ from flask.cli import with_appcontext
 
 from lyftr import store
 from lyftr.ops import data_commands
-from lyftr.ops.producer import each_made_in_child
+from lyftr.ops.producer import staged_in_child
 from lyftr.ops.terminal import explained, plural, progress
 from lyftr.providers import signing
 
@@ -162,8 +162,8 @@ def seed_command(count, senders, vocabulary, seed, days):
         count, senders=senders, vocabulary=vocabulary, seed=seed, days=days
     )
     with progress(count, "seeding") as bar:
-        rows = each_made_in_child(store.message_rows(messages))
-        stored = store.bulk_insert_rows(_counted(rows, bar))
+        chunks = staged_in_child(store.message_rows(messages))
+        stored = store.bulk_insert_staged(_counted(chunks, bar))
     elapsed = time.perf_counter() - started
     store.after_bulk_load()
     rate = count / elapsed if elapsed > 0 else 0.0
@@ -173,14 +173,11 @@ def seed_command(count, senders, vocabulary, seed, days):
     )
 
 
-def _counted(messages, bar, every=1000):
-    """``messages``, moving ``bar`` on as they are read."""
-    done = 0
-    for done, message in enumerate(messages, 1):
-        yield message
-        if done % every == 0:
-            bar.update(every)
-    bar.update(done % every)
+def _counted(chunks, bar):
+    """The staged ``chunks``, moving ``bar`` on by each one's rows as it is read."""
+    for chunk in chunks:
+        yield chunk
+        bar.update(chunk.rows)
 
 
 def _name_the_migrations_directory(app):

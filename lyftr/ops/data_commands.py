@@ -13,9 +13,10 @@ from lyftr import store, timestamps
 from lyftr.api import schemas, strict_json
 from lyftr.api.messages import record_item
 from lyftr.api.strict_json import MAX_STORED_DEPTH
+from lyftr.ops import producer
 from lyftr.ops.import_lines import fast_load
-from lyftr.ops.producer import CHUNK, made_in_child
 from lyftr.ops.terminal import explained, plural, progress, require_database
+from lyftr.store import staging
 
 DATE_HELP = (
     "a date (2026-01-01) or date-time (2026-01-01T00:00:00Z, +05:30 offsets, no zone: UTC), "
@@ -145,8 +146,8 @@ def import_command(file):
 
     def valid_rows(bar):
         nonlocal read, bad
-        for rows, complaints, lines, consumed in made_in_child(
-            lambda: _parsed_chunks(file, started_at)
+        for chunk, complaints, lines, consumed in producer.made_in_child(
+            lambda folder: _parsed_chunks(file, started_at, folder)
         ):
             if size:
                 bar.update(consumed)
@@ -154,11 +155,11 @@ def import_command(file):
                 click.echo(complaint, err=True)
             read += lines
             bad += len(complaints)
-            yield from rows
+            yield chunk
 
     with progress(size or 0, "importing") as bar:
-        # One stream: the storage layer cuts it into its large transactions and merges once.
-        stored = store.bulk_insert_rows(valid_rows(bar))
+        # One stream of chunks: the storage layer stores each in a transaction and merges once.
+        stored = store.bulk_insert_staged(valid_rows(bar))
     store.after_bulk_load()
     elapsed = time.perf_counter() - started
     skipped = read - bad - stored
@@ -171,9 +172,9 @@ def import_command(file):
         sys.exit(1)
 
 
-def _parsed_chunks(file, started_at):
-    """The lines of ``file`` as chunks of (the valid messages' rows, a complaint per bad line,
-    lines read, bytes read); made in the import's child process."""
+def _parsed_chunks(file, started_at, folder):
+    """The lines of ``file`` as chunks of (the valid messages' rows staged in ``folder``, a
+    complaint per bad line, lines read, bytes read); made in the import's child process."""
     schema = schemas.ImportedMessageSchema()
     messages, complaints, lines, consumed = [], [], 0, 0
     for number, line in enumerate(file, 1):
@@ -191,10 +192,14 @@ def _parsed_chunks(file, started_at):
         except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep
             reason = str(exc) if isinstance(exc, strict_json.TooDeep) else "not JSON"
             complaints.append(f"line {number}: {json.dumps(reason)}")
-        if len(messages) + len(complaints) >= CHUNK:
-            yield list(store.message_rows(messages)), complaints, lines, consumed
+        if len(messages) + len(complaints) >= producer.CHUNK:
+            yield _staged(messages, folder, number), complaints, lines, consumed
             messages, complaints, lines, consumed = [], [], 0, 0
-    yield list(store.message_rows(messages)), complaints, lines, consumed
+    yield _staged(messages, folder, "last"), complaints, lines, consumed
+
+
+def _staged(messages, folder, name):
+    return staging.write(os.path.join(folder, f"{name}.staged"), list(store.message_rows(messages)))
 
 
 def _size(file):

@@ -1,14 +1,13 @@
-"""Bulk loads on two cores: the rows are made (parsed and validated, or generated) in a forked
-child process while this one writes the previous ones to the database.
+"""Bulk loads on two cores: the rows are made (parsed and validated, or generated) and staged
+(``store.staging``) in a forked child process while this one stores the previous ones.
 
-The child writes each chunk, pickled, to a file of a temporary folder and hands over its name
-through a ``multiprocessing.Queue`` of up to ``AHEAD`` names, so it goes on working while the
-writer is inside a long insert. Chunks do not go through the queue's pipe themselves: a chunk
-pickles to megabytes (2 MB for 10,000 short messages), and the queue's feeder thread needed the
-child's GIL back after every 64 KiB it wrote, waiting up to the 5 ms switch interval each time
-while the child parsed (the writer waited 10 s of a 33 s import for it; 1 s through files). The
-writer takes a chunk only when it needs the next row, so no thread of this process competes with
-the insert for the GIL.
+The child writes its chunks' files in a temporary folder of the load and hands over each chunk,
+pickled to a file there too, through a ``multiprocessing.Queue`` of up to ``AHEAD`` names, so it
+goes on working while the writer is inside a long insert. Nothing big goes through the queue's
+pipe: its feeder thread needs the child's GIL back after every 64 KiB it writes, waiting up to the
+5 ms switch interval each time while the child works (with rows pickled through the pipe, the
+writer waited 10 s of a 33 s import for it). The writer takes a chunk only when it needs the next
+one, so no thread of this process competes with the insert for the GIL.
 """
 
 import multiprocessing
@@ -19,11 +18,11 @@ import shutil
 import tempfile
 import traceback
 
-from lyftr.store.sql import batched
+from lyftr.store import staging
 
 # Chunks made ahead of the writer, waiting in files (of CHUNK rows each: megabytes).
 AHEAD = 4
-CHUNK = 10_000
+CHUNK = staging.ROWS
 # How often each side, waiting for the other, checks that the other is still there (seconds).
 _POLL_S = 1.0
 
@@ -33,7 +32,8 @@ class ProducerFailed(RuntimeError):
 
 
 def made_in_child(chunks):
-    """What the generator ``chunks()`` yields, in order, made in a forked child.
+    """What the generator ``chunks(folder)`` yields, in order, made in a forked child; ``folder``
+    is the load's temporary folder, where it may write files for the writer (removed at the end).
 
     Fork, not spawn: the child inherits open files (stdin too) and loaded modules. It reads,
     computes and writes its chunks' files, never touches the parent's database connections, and
@@ -81,7 +81,7 @@ def _next(handover, child):
 def _produce(chunks, handover, writer, folder):
     try:
         try:
-            for number, chunk in enumerate(chunks()):
+            for number, chunk in enumerate(chunks(folder)):
                 path = os.path.join(folder, f"{number}.pickle")
                 with open(path, "wb") as file:
                     pickle.dump(chunk, file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -115,7 +115,7 @@ def _hand_over(handover, item, writer):
                 raise _WriterGone from None
 
 
-def each_made_in_child(items):
-    """The items of the iterable ``items``, in order, made in a forked child CHUNK at a time."""
-    for chunk in made_in_child(lambda: batched(items, CHUNK)):
-        yield from chunk
+def staged_in_child(rows):
+    """The iterable ``rows``, made and staged in a forked child: ``staging.Staged`` chunks of
+    CHUNK rows, in order."""
+    return made_in_child(lambda folder: staging.stage_all(rows, folder, CHUNK))

@@ -7,6 +7,7 @@ the views decide what a response looks like.
 """
 
 import contextlib
+import tempfile
 import time
 from typing import NamedTuple
 
@@ -15,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from lyftr.extensions import db, migrate
-from lyftr.store import database_errors, schema, sql
+from lyftr.store import database_errors, schema, sql, staging
 from lyftr.store.backend import MessageRow
 from lyftr.store.postgres import PostgresBackend
 from lyftr.store.sqlite.backend import SQLiteBackend
@@ -241,15 +242,18 @@ def backup(path):
     _call(backend().backup, path)
 
 
-def bulk_insert(messages, **options):
-    """Store many messages (dicts as the schemas load them) as ``insert_message`` would, in big
-    transactions; return how many were new."""
-    return bulk_insert_rows(message_rows(messages), **options)
+def bulk_insert(messages, *, batch_size=staging.ROWS):
+    """Store many messages (dicts as the schemas load them) as ``insert_message`` would, in
+    transactions of ``batch_size``; return how many were new."""
+    with tempfile.TemporaryDirectory(prefix="lyftr-load-") as folder:
+        rows = message_rows(messages)
+        return bulk_insert_staged(staging.stage_all(rows, folder, batch_size))
 
 
-def bulk_insert_rows(rows, **options):
-    """``bulk_insert`` of rows that ``message_rows`` made, perhaps in another process."""
-    return _call(backend().bulk_insert, rows, **options)
+def bulk_insert_staged(chunks):
+    """``bulk_insert`` of the chunks ``staging`` wrote (perhaps in another process), each file
+    removed once stored."""
+    return _call(backend().bulk_insert, staging.consumed(chunks))
 
 
 # message_rows reads the clock again every this many rows (one arrival time for millions of

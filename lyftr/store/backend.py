@@ -172,9 +172,9 @@ class Backend(Protocol):
         """Write a consistent snapshot of the database to ``path`` while it serves (SQLite);
         NotImplementedError saying what to use instead (PostgreSQL: pg_dump)."""
 
-    def bulk_insert(self, rows, *, batch_size: int) -> int:
-        """Store many messages, given as ``sql.message_values`` rows, as ``insert_message`` would,
-        ``batch_size`` per transaction; return how many were new."""
+    def bulk_insert(self, chunks) -> int:
+        """Store many messages, given as ``staging.Staged`` chunks of ``sql.message_values`` rows,
+        as ``insert_message`` would, one transaction per chunk; return how many were new."""
 
     def after_bulk_load(self) -> None:
         """Leave the database tidy after a bulk load (WAL checkpoint, planner statistics)."""

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import psycopg
 from sqlalchemy import text
 
-from lyftr.store import actions, commit_signal, database_errors, events, sql
+from lyftr.store import actions, commit_signal, database_errors, events, sql, staging
 from lyftr.store import postgres_statements as statements
 from lyftr.store.backend import MessageRecord, MessageRow, RejectionRow, Stats, StatusRow
 from lyftr.store.folding import NUL_STANDIN, index_answers
@@ -30,7 +30,6 @@ from lyftr.timestamps import now_iso
 MIGRATION_LOCK_KEY = 0x6C796674  # "lyft"
 SEQUENCE_LOCK_KEY = 0x6C796675
 PURGE_LOCK_KEY = 0x6C796676
-BULK_BATCH_ROWS = 50_000
 
 
 class PostgresBackend:
@@ -210,10 +209,10 @@ class PostgresBackend:
             "lyftr.dump (see docs/operations.md)"
         )
 
-    def bulk_insert(self, rows, *, batch_size=BULK_BATCH_ROWS):
-        """Copy each batch into a temporary table, then move it with one INSERT ... SELECT."""
-        batches = sql.batched(rows, batch_size)
-        return sum(self._bulk_batch(batch) for batch in batches)
+    def bulk_insert(self, chunks):
+        """Copy each staged chunk into a temporary table, then move it with one INSERT ... SELECT
+        (one transaction per chunk)."""
+        return sum(self._bulk_batch(staging.read(chunk)) for chunk in chunks)
 
     def _bulk_batch(self, rows):
         with self.engine.begin() as connection:

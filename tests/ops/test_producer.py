@@ -77,7 +77,7 @@ def test_seed_across_chunks_stores_what_one_process_would(
 
 
 def test_a_failing_child_stops_the_load_with_its_traceback():
-    def chunks():
+    def chunks(folder):
         yield [1, 2]
         raise LookupError("the child's own error")
 
@@ -90,7 +90,7 @@ def test_a_failing_child_stops_the_load_with_its_traceback():
 def test_a_child_that_dies_stops_the_load(monkeypatch):
     monkeypatch.setattr(producer, "_POLL_S", 0.05)
 
-    def chunks():
+    def chunks(folder):
         os._exit(3)  # killed, say: not even its queued chunks get out
         yield ["never"]
 
@@ -108,7 +108,7 @@ def temporary_folder(tmp_path, monkeypatch):
 
 
 def test_a_load_hands_over_every_chunk_in_order_and_leaves_no_files(temporary_folder):
-    def chunks():
+    def chunks(folder):
         for number in range(50):
             yield [number, str(number), None]
 
@@ -117,7 +117,7 @@ def test_a_load_hands_over_every_chunk_in_order_and_leaves_no_files(temporary_fo
 
 
 def test_a_load_abandoned_midway_leaves_no_child_and_no_files(small_chunks, temporary_folder):
-    def chunks():
+    def chunks(folder):
         while True:
             yield [0] * 2
 
@@ -147,7 +147,7 @@ def test_a_child_whose_writer_was_killed_exits_and_removes_its_files(
     monkeypatch.setattr(producer, "_POLL_S", 0.05)
     child_pid = tmp_path / "child.pid"
 
-    def chunks():
+    def chunks(folder):
         child_pid.write_text(str(os.getpid()))
         while True:
             yield [0] * 1000

@@ -5,12 +5,13 @@ import json
 from collections import Counter
 
 import pytest
-from helpers import SECRET, PostgresSchema, Sender, sample_message
+from helpers import SECRET, PostgresSchema, Sender, sample_message, stored_row
 
 from bench.synthetic import RARE_WORDS, synthetic_messages
 from lyftr import create_app, store
 from lyftr.api import schemas
 from lyftr.extensions import db
+from lyftr.ops import retention
 
 
 def webhook_body(message):
@@ -191,6 +192,36 @@ def test_bulk_insert_of_batches_without_any_text(app, client):
     assert search == [(f"w{n}", f"word{n} here") for n in range(4)]
     found = client.get("/messages", query_string={"q": "word2"}).get_json()["data"]
     assert [item["message_id"] for item in found] == ["w2"]
+
+
+def test_a_bulk_load_past_purged_and_stored_rows_numbers_and_indexes_only_the_new(app, client):
+    """Rows skipped inside a chunk (purged, already stored, repeated) leave no gap in the feed
+    and no search entry; each new row's text is found by its own message."""
+    with app.app_context():
+        assert store.bulk_insert([stored_row("gone", text="purged words")]) == 1
+        assert retention.purge_once({**app.config, "RETENTION_DAYS": 0}) == 1
+        assert store.bulk_insert([stored_row("kept", text="kept words")]) == 1
+        chunk = [
+            stored_row("n1", text="fresh alpha"),
+            stored_row("gone", text="purged again"),
+            stored_row("kept", text="kept again"),
+            stored_row("n2", text="fresh beta"),
+            stored_row("n1", text="fresh repeat"),
+            stored_row("n3", text=None),
+        ]
+        assert store.bulk_insert(chunk) == 3
+    items = client.get("/feed", query_string={"after": 0}).get_json()["data"]
+    assert [(item["seq"], item["message_id"]) for item in items] == [
+        (2, "kept"), (3, "n1"), (4, "n2"), (5, "n3"),
+    ]  # fmt: skip
+    assert derived_tables(app)["search"] == [
+        ("kept", "kept words"), ("n1", "fresh alpha"), ("n2", "fresh beta"),
+    ]  # fmt: skip
+    assert derived_tables(app)["orphans"] == 0
+    found = client.get("/messages", query_string={"q": "fresh"}).get_json()["data"]
+    assert [(item["message_id"], item["text"]) for item in found] == [
+        ("n1", "fresh alpha"), ("n2", "fresh beta"),
+    ]  # fmt: skip
 
 
 @pytest.mark.sqlite_only

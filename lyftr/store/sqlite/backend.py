@@ -197,20 +197,24 @@ class SQLiteBackend:
             for delivery in batch:
                 delivery.done = True
 
-    def bulk_insert(self, rows, *, batch_size=bulk.BATCH_ROWS):
-        """See ``backend.Backend``: each batch is one transaction, so the search index and the
-        counts never disagree with the rows. The write turn is taken per batch: ingest goes on
+    def bulk_insert(self, chunks):
+        """See ``backend.Backend``: each chunk is one transaction, so the search index and the
+        counts never disagree with the rows. The write turn is taken per chunk: ingest goes on
         between them."""
         stored, unchecked = 0, 0
         with self._bulk_connection() as connection:
-            for batch in sql.batched(rows, batch_size):
-                with self.writer.turn(), connection.begin():
-                    stored += bulk.load_batch(connection, batch)
-                unchecked += len(batch)
+            driver = connection.connection.driver_connection
+            for chunk in chunks:
+                # Outside the transaction: SQLite attaches no file inside one.
+                driver.execute("ATTACH DATABASE ? AS chunk", (chunk.path,))
+                try:
+                    with self.writer.turn(), connection.begin():
+                        stored += bulk.load_batch(connection, chunk.rows)
+                finally:
+                    driver.execute("DETACH DATABASE chunk")
+                unchecked += chunk.rows
                 if unchecked >= bulk.CHECKPOINT_ROWS:
-                    connection.connection.driver_connection.execute(
-                        "PRAGMA wal_checkpoint(PASSIVE)"
-                    ).fetchall()
+                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     unchecked = 0
             if stored >= bulk.MERGE_AFTER_ROWS:
                 self._merge_search_index(connection)

@@ -1,38 +1,36 @@
-"""Bulk loading on SQLite (``flask seed``, ``flask import``): large transactions, the search index
-written per batch and merged once at the end, the WAL checkpointed every few batches rather than
-at every commit, and purged IDs looked up once per batch rather than once per row."""
+"""Bulk loading on SQLite (``flask seed``, ``flask import``): each staged chunk (``staging``)
+attached and moved in one transaction, the search index written per chunk and merged once at the
+end, the WAL checkpointed every few chunks rather than at every commit, and purged IDs looked up
+once per chunk rather than once per row."""
 
-import itertools
 import json
 
-from lyftr.store import sql
+from lyftr.store import sql, staging
 from lyftr.store.folding import indexed_text
 from lyftr.store.sqlite import positions
 from lyftr.store.sqlite.writes import SEARCH_ONE
 
-
-# A plain INSERT ... VALUES: the purged IDs are taken out of the batch beforehand (an INSERT ...
-# SELECT ... WHERE NOT EXISTS per row took half the load's time). It names only the columns some
-# row of the batch has a value for: binding None costs the sqlite3 module an adaptation lookup
-# (about 0.8 us), and the eight record columns a plain message leaves NULL made the insert 70%
-# slower. Every column left out is nullable with no default, so the row is the same.
-def _insert_numbered(columns):
-    return (
-        f"INSERT INTO messages ({', '.join((*columns, 'seq'))}) "
-        f"VALUES ({', '.join('?' * (len(columns) + 1))}) ON CONFLICT (message_id) DO NOTHING"
-    )
-
-
+# The attached chunk's rows (``staging``), numbered from ?1 + 1 in the chunk's order, less the
+# message_ids in the JSON array ?2 (purged).
+_MOVE_STAGED = (
+    f"INSERT INTO messages ({', '.join(sql.MESSAGE_COLUMNS)}, seq) "
+    f"SELECT {', '.join(sql.MESSAGE_COLUMNS)}, ?1 + rowid FROM chunk.{staging.TABLE} "
+    "WHERE message_id NOT IN (SELECT value FROM json_each(?2)) ORDER BY rowid "
+    "ON CONFLICT (message_id) DO NOTHING"
+)
+# Every row of the chunk was stored: the Nth got rowid ?1 + N.
+_SEARCH_STAGED = (
+    f"INSERT INTO messages_fts (rowid, text_folded) SELECT ?1 + rowid, text_folded "
+    f"FROM chunk.{staging.TABLE} WHERE text_folded IS NOT NULL"
+)
+_STAGED_IDS = f"SELECT message_id FROM chunk.{staging.TABLE}"
 _ANY_PURGED = "SELECT 1 FROM purged_hashes LIMIT 1"
 _PURGED_AMONG = "SELECT p.hash FROM json_each(?) AS j JOIN purged_hashes AS p ON p.hash = j.value"
 # The loader's connection does not checkpoint the WAL at its commits; bulk_insert checkpoints
 # (PASSIVE: readers and writers go on) after this many rows, and after_bulk_load at the end.
 CHECKPOINT_ROWS = 250_000
 
-# bulk_insert writes this many messages per transaction: big enough that commits and index flushes
-# are rare, small enough that the WAL stays bounded and the write lock is released regularly.
-BATCH_ROWS = 50_000
-# Page cache of the bulk loader's connection while it loads (KiB), from its first batch to its
+# Page cache of the bulk loader's connection while it loads (KiB), from its first chunk to its
 # merge (commits and merge steps included); restored afterwards. 1 GiB loads no faster.
 CACHE_KIB = 256 * 1024
 # FTS5 keeps this many bytes of new index entries in memory before writing a segment (default 1 MB):
@@ -58,16 +56,17 @@ _COUNT_NEW_HOURS = [
 _NEW_TEXTS = "SELECT rowid, text FROM messages WHERE rowid > ? AND text <> ''"
 # After a load this big the search index is merged into one segment. Left as a pile of segments,
 # FTS5 would merge them later inside some webhook's commit, which then takes seconds.
-MERGE_AFTER_ROWS = BATCH_ROWS
+MERGE_AFTER_ROWS = staging.ROWS
 # Pages of merge work per transaction: the write lock is released between steps (~0.1-0.3 s each).
 MERGE_STEP_PAGES = 2000
 
 
-def load_batch(connection, rows):
-    """Insert ``rows`` (in the caller's write transaction) with their counts, feed positions and
-    search entries; return how many were new."""
+def load_batch(connection, count):
+    """Move the ``count`` rows of the staged chunk attached as ``chunk`` into messages (in the
+    caller's write transaction) with their counts, feed positions and search entries; return how
+    many were new."""
     # Under BEGIN IMMEDIATE nobody else writes: SQLite gives new rows rowids above the
-    # largest one, so "rowid > before" is exactly this batch's new rows.
+    # largest one, so "rowid > before" is exactly this chunk's new rows.
     connection.exec_driver_sql(
         "INSERT INTO messages_fts (messages_fts, rank) VALUES ('hashsize', ?)",
         (FTS_HASHSIZE,),
@@ -76,55 +75,41 @@ def load_batch(connection, rows):
     before = before or 0
     if before >= 2**63 - 1:  # SQLite would pick random rowids from here on
         raise OverflowError("messages rowids exhausted")
-    # The DB-API cursor: positional rows, no Row objects for tens of thousands of rows.
     cursor = connection.connection.cursor()
     try:
         # Numbered as they are written (under the write lock, as the feed's
         # numbering is), after the rows already waiting for a position.
         positions.number_pending(cursor)
-        rows = _not_purged(cursor, rows)
-        if not rows:
-            return 0
-        first = positions.take(cursor, len(rows))
-        columns = _with_values(rows)
-        numbered = zip(*(column for _, column in columns), itertools.count(first))
-        cursor.executemany(_insert_numbered(tuple(name for name, _ in columns)), numbered)
+        first = positions.take(cursor, count)
+        cursor.execute(_MOVE_STAGED, (first - 1, json.dumps(_purged(cursor))))
         # ON CONFLICT DO NOTHING: rowcount is the number of rows actually inserted.
         stored = cursor.rowcount
-        if stored < len(rows):
+        if stored < count:
             positions.close_gaps(cursor, before, first)
         cursor.execute(_COUNT_NEW, (before,))
         for statement in _COUNT_NEW_HOURS:
             cursor.execute(statement, (before,))
-        if stored == len(rows):
-            # Every row is new: SQLite gave them the rowids after the largest, one by one.
-            texts = zip(itertools.count(before + 1), dict(columns).get("text", ()))
-        else:
+        if stored == count:
+            cursor.execute(_SEARCH_STAGED, (before,))
+        else:  # some rows skipped: read back which rowids the stored ones got
             texts = cursor.execute(_NEW_TEXTS, (before,)).fetchall()
-        cursor.executemany(
-            SEARCH_ONE, [(rowid, indexed_text(value)) for rowid, value in texts if value]
-        )
+            cursor.executemany(
+                SEARCH_ONE, [(rowid, indexed_text(value)) for rowid, value in texts if value]
+            )
     finally:
         cursor.close()
     return stored
 
 
-def _with_values(rows):
-    """(name, values) of each of MESSAGE_COLUMNS that has a value in some row of ``rows``."""
-    columns = zip(sql.MESSAGE_COLUMNS, zip(*rows, strict=True), strict=True)
-    return [(name, values) for name, values in columns if values.count(None) < len(values)]
-
-
-def _not_purged(cursor, rows):
-    """``rows`` without those whose message_id was purged (its hash remembered: a retry of a purged
-    message is a duplicate, as on /webhook)."""
+def _purged(cursor):
+    """The message_ids of the attached chunk that were purged (their hashes remembered: a retry of
+    a purged message is a duplicate, as on /webhook)."""
     if cursor.execute(_ANY_PURGED).fetchone() is None:
-        return rows
-    hashes = [sql.id_hash(row[0]) for row in rows]
+        return []
+    ids = [row[0] for row in cursor.execute(_STAGED_IDS)]
+    hashes = [sql.id_hash(message_id) for message_id in ids]
     purged = {found[0] for found in cursor.execute(_PURGED_AMONG, (json.dumps(hashes),))}
-    if not purged:
-        return rows
-    return [row for row, hashed in zip(rows, hashes, strict=True) if hashed not in purged]
+    return [message_id for message_id, hashed in zip(ids, hashes, strict=True) if hashed in purged]
 
 
 def merge_step(connection):
