@@ -24,10 +24,13 @@ def _parse(value, *, require_z):
     # A message ts is written exactly as the contract says: upper-case "T" and "Z".
     if require_z and (match["time"] is None or match["sep"] != "T" or zone != "Z"):
         return None
+    written = f"{match['date']}T{match['time'] or '00:00:00'}"
     try:
-        moment = datetime.fromisoformat(f"{match['date']}T{match['time'] or '00:00:00'}")
+        moment = datetime.fromisoformat(written)
     except ValueError:  # not a real calendar date or time (Feb 30, 25:00, ...)
         return None
+    # In UTC already, a real date and time is its own key: fixed-width ASCII digits, as
+    # isoformat would write them back.
     if zone and zone not in ("Z", "z"):
         hours, minutes = int(zone[1:3]), int(zone[-2:])
         if hours > 23 or minutes > 59:
@@ -39,8 +42,9 @@ def _parse(value, *, require_z):
             return None
         if not 1 <= moment.year <= 9999:
             return None
+        written = moment.isoformat(timespec="seconds")
     frac = (match["frac"] or "").rstrip("0")
-    return f"{moment.isoformat(timespec='seconds')}.{frac}"
+    return f"{written}.{frac}"
 
 
 def message_ts_key(value):

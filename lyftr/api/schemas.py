@@ -339,4 +339,9 @@ def parse_instant(value):
         return None
     if moment.tzinfo is None:
         return None
+    if _WRITTEN_INSTANT.fullmatch(value):  # a real instant written so already (every export's)
+        return value
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+_WRITTEN_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")

@@ -176,7 +176,8 @@ def _parsed_chunks(file, started_at, folder):
     """The lines of ``file`` as chunks of (the valid messages' rows staged in ``folder``, a
     complaint per bad line, lines read, bytes read); made in the import's child process."""
     schema = schemas.ImportedMessageSchema()
-    messages, complaints, lines, consumed = [], [], 0, 0
+    sizes = producer.chunk_sizes()
+    size, messages, complaints, lines, consumed = next(sizes), [], [], 0, 0
     for number, line in enumerate(file, 1):
         consumed += len(line)
         if not line.strip():
@@ -192,9 +193,9 @@ def _parsed_chunks(file, started_at, folder):
         except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, too deep
             reason = str(exc) if isinstance(exc, strict_json.TooDeep) else "not JSON"
             complaints.append(f"line {number}: {json.dumps(reason)}")
-        if len(messages) + len(complaints) >= producer.CHUNK:
+        if len(messages) + len(complaints) >= size:
             yield _staged(messages, folder, number), complaints, lines, consumed
-            messages, complaints, lines, consumed = [], [], 0, 0
+            size, messages, complaints, lines, consumed = next(sizes), [], [], 0, 0
     yield _staged(messages, folder, "last"), complaints, lines, consumed
 
 

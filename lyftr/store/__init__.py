@@ -7,6 +7,7 @@ the views decide what a response looks like.
 """
 
 import contextlib
+import itertools
 import tempfile
 import time
 from typing import NamedTuple
@@ -247,7 +248,8 @@ def bulk_insert(messages, *, batch_size=staging.ROWS):
     transactions of ``batch_size``; return how many were new."""
     with tempfile.TemporaryDirectory(prefix="lyftr-load-") as folder:
         rows = message_rows(messages)
-        return bulk_insert_staged(staging.stage_all(rows, folder, batch_size))
+        chunks = staging.stage_all(rows, folder, itertools.repeat(batch_size))
+        return bulk_insert_staged(chunks)
 
 
 def bulk_insert_staged(chunks):

@@ -10,6 +10,7 @@ the rows back (``read``) into its COPY.
 """
 
 import contextlib
+import itertools
 import os
 import sqlite3
 from typing import NamedTuple
@@ -67,9 +68,14 @@ def _with_values(rows):
     return [(name, column) for name, column in columns if column.count(None) < len(rows)]
 
 
-def stage_all(rows, folder, size=ROWS):
-    """Stage the iterable ``rows`` in files of ``folder``, ``size`` rows each; yield each Staged."""
-    for number, chunk in enumerate(sql.batched(rows, size)):
+def stage_all(rows, folder, sizes):
+    """Stage the iterable ``rows`` in files of ``folder``, each chunk as many rows as the next of
+    the iterable ``sizes`` says; yield each Staged."""
+    rows = iter(rows)
+    for number, size in enumerate(sizes):
+        chunk = list(itertools.islice(rows, size))
+        if not chunk:
+            return
         yield write(os.path.join(folder, f"{number}.staged"), chunk)
 
 

@@ -2,6 +2,7 @@
 accepts exactly the lines the schema accepts, and loads them to the same message."""
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ from message_strategies import (
     valid_stamps,
 )
 
-from lyftr.api.schemas import ImportedMessageSchema
+from lyftr.api.schemas import ImportedMessageSchema, parse_instant
 from lyftr.ops.import_lines import fast_load
 
 SCHEMA = ImportedMessageSchema()
@@ -132,3 +133,28 @@ def test_each_check_refuses_as_the_schema_does(change):
     line = {"message_id": "m1", "from": "+91", "to": "+1", "ts": "2025-01-15T10:00:00Z", **change}
     assert fast_load(line) is None
     assert schema_load(line) is None
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1000, 1, 2), max_value=datetime(9998, 12, 31), timezones=st.just(UTC)
+    ),
+    offset_minutes=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+    written=st.sampled_from(["Z", "Z, milliseconds", "+00:00", "offset", "offset, milliseconds"]),
+)
+def test_an_arrival_time_is_read_as_the_same_instant_however_it_is_written(
+    moment, offset_minutes, written
+):
+    """``received_at`` as every export writes it comes back unchanged; any other spelling of the
+    instant comes back as that spelling of it (UTC, microseconds, "Z")."""
+    if written.endswith("milliseconds"):
+        moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    local = moment.astimezone(timezone(timedelta(minutes=offset_minutes)))
+    text = {
+        "Z": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "Z, milliseconds": moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "+00:00": moment.isoformat(timespec="microseconds"),
+        "offset": local.isoformat(timespec="microseconds"),
+        "offset, milliseconds": local.isoformat(timespec="milliseconds"),
+    }[written]
+    assert parse_instant(text) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -2,6 +2,7 @@
 with the texts folded for the search index; a stored chunk's file is removed; a chunk that fails
 to load leaves the loader's connection as it found it."""
 
+import itertools
 import sqlite3
 import tempfile
 
@@ -37,8 +38,9 @@ def test_an_empty_chunk_holds_no_rows(tmp_path):
     assert list(staging.read(staged)) == []
 
 
-def test_each_file_is_removed_once_its_chunk_is_consumed(tmp_path):
-    chunks = staging.stage_all(rows(*(stored_row(f"m{n}") for n in range(5))), tmp_path, 2)
+def test_chunks_take_their_sizes_in_turn_and_each_file_goes_once_consumed(tmp_path):
+    written = rows(*(stored_row(f"m{n}") for n in range(6)))
+    chunks = staging.stage_all(written, tmp_path, itertools.chain([1], itertools.repeat(2)))
     taken = staging.consumed(chunks)
     first = next(taken)
     assert [path.name for path in tmp_path.iterdir()] == ["0.staged"]
@@ -46,7 +48,14 @@ def test_each_file_is_removed_once_its_chunk_is_consumed(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["1.staged"]
     taken.close()  # an abandoned load
     assert list(tmp_path.iterdir()) == []
-    assert (first.rows, second.rows) == (2, 2)
+    assert (first.rows, second.rows) == (1, 2)
+
+
+def test_staged_chunks_hold_every_row_once_in_order(tmp_path):
+    written = rows(*(stored_row(f"m{n}") for n in range(6)))
+    chunks = list(staging.stage_all(written, tmp_path, itertools.chain([1], itertools.repeat(4))))
+    assert [chunk.rows for chunk in chunks] == [1, 4, 1]
+    assert [row for chunk in chunks for row in staging.read(chunk)] == written
 
 
 def test_a_bulk_load_leaves_no_file_behind(app, tmp_path, monkeypatch):
