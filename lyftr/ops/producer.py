@@ -16,6 +16,7 @@ import os
 import pickle
 import queue
 import shutil
+import sys
 import tempfile
 import traceback
 
@@ -45,7 +46,13 @@ def made_in_child(chunks):
     child = context.Process(
         target=_produce, args=(chunks, handover, os.getpid(), folder), daemon=True
     )
-    child.start()
+    # A child multiprocessing starts closes sys.stdin, and so the buffer under it, which
+    # `flask import -` reads: hidden from it while the child starts.
+    stdin, sys.stdin = sys.stdin, None
+    try:
+        child.start()
+    finally:
+        sys.stdin = stdin
     try:
         while True:
             kind, value = _next(handover, child)

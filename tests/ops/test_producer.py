@@ -4,11 +4,13 @@ a child that fails or dies stops the load with a clear error, not a hang."""
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
-from helpers import sample_message, stored_total
+from helpers import SECRET, sample_message, stored_total
 
 from lyftr.ops import producer
 
@@ -166,3 +168,31 @@ def test_a_child_whose_writer_was_killed_exits_and_removes_its_files(
         time.sleep(0.05)
     assert not _running(child)
     assert list(temporary_folder.iterdir()) == []
+
+
+def test_export_piped_into_import_from_stdin_moves_every_message(database_url, tmp_path):
+    """``flask export | flask import -`` as an operator runs it: two processes and a real pipe,
+    the import's child reading the pipe it inherited (multiprocessing closes a child's stdin)."""
+    source = f"sqlite:///{tmp_path}/source.db"
+    lines = _lines(30, bad_every=1000).decode()
+    environment = {**os.environ, "WEBHOOK_SECRET": SECRET}
+    loaded = subprocess.run(
+        [sys.executable, "-m", "lyftr", "import", "-"],
+        env={**environment, "DATABASE_URL": source},
+        input=lines, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "imported 30 new messages" in loaded.stdout, loaded.stderr
+    export = subprocess.Popen(
+        [sys.executable, "-m", "lyftr", "export"],
+        env={**environment, "DATABASE_URL": source},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    moved = subprocess.run(
+        [sys.executable, "-m", "lyftr", "import", "-"],
+        env={**environment, "DATABASE_URL": database_url},
+        stdin=export.stdout, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    export.stdout.close()
+    assert export.wait(timeout=60) == 0
+    assert moved.returncode == 0, moved.stderr
+    assert "imported 30 new messages (0 skipped" in moved.stdout, moved.stderr
