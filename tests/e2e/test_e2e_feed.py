@@ -199,3 +199,46 @@ def test_export_while_serving_then_import_into_another_host(start_server, tmp_pa
     for path in ("/stats", "/messages?q=word3", "/messages?from=%2B91900000002&limit=100"):
         assert target.get_json(path) == source.get_json(path), path
     assert target.all_messages() == source.all_messages()
+
+
+def test_a_seed_into_a_serving_database_loses_no_delivery_beside_it(start_server, db_url):
+    # The bulk loader takes the write lock one chunk at a time (a chunk attached from its staged
+    # file): deliveries go on between chunks, each acknowledged one stored and numbered once.
+    server = start_server(workers=2)
+    count = 120_000  # four chunks: 5,000, then 50,000 at a time
+    seed = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "seed", "--count", str(count)],
+        cwd=ROOT,
+        env={**os.environ, **server.environment()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    delivered = []
+    while seed.poll() is None or not delivered:
+        body = message(f"live-{len(delivered):05d}", text=f"live word{len(delivered)}")
+        assert server.post_webhook(body).status == 200
+        delivered.append(body["message_id"])
+    out, err = seed.communicate(timeout=180)
+    assert seed.returncode == 0, err
+    assert len(delivered) >= 20  # the load and the deliveries overlapped
+    assert f"seeded {count:,} new messages".replace(",", "") in out.replace(",", ""), out
+    assert server.get_json("/stats")["total_messages"] == count + len(delivered)
+    items = _feed(server)
+    assert [item["seq"] for item in items] == sorted({item["seq"] for item in items})
+    assert len({item["message_id"] for item in items}) == len(items) == count + len(delivered)
+    assert {item["message_id"] for item in items} >= set(delivered)
+    last = delivered[-1]
+    found = server.get_json(f"/messages?q=word{len(delivered) - 1}")["data"]
+    assert last in [item["message_id"] for item in found]
+
+
+def _feed(server):
+    """Every feed item, from the start, a page of 1,000 at a time."""
+    items, after = [], 0
+    while True:
+        page = server.get_json(f"/feed?after={after}&limit=1000")
+        if not page["data"]:
+            return items
+        items.extend(page["data"])
+        after = page["next_after"]
