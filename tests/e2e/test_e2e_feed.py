@@ -222,7 +222,7 @@ def test_a_seed_into_a_serving_database_loses_no_delivery_beside_it(start_server
     out, err = seed.communicate(timeout=180)
     assert seed.returncode == 0, err
     assert len(delivered) >= 20  # the load and the deliveries overlapped
-    assert f"seeded {count:,} new messages".replace(",", "") in out.replace(",", ""), out
+    assert f"seeded {count} new messages" in out, out
     assert server.get_json("/stats")["total_messages"] == count + len(delivered)
     items = _feed(server)
     assert [item["seq"] for item in items] == sorted({item["seq"] for item in items})
