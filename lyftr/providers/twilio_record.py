@@ -4,9 +4,13 @@ Pure functions of the form's fields (a dict of str, as ``raw`` keeps them): the 
 for each delivery, and migration 0004 for the rows stored before it.
 """
 
+import math
+import re
+
 # A status callback carries one of these and no Body (Twilio's docs: "Message status callbacks").
 STATUS_FIELDS = ("MessageStatus", "SmsStatus")
 MAX_MEDIA = 10  # Twilio sends at most 10 media per message
+_DECIMAL = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?|[+-]?\.[0-9]+")
 
 
 def is_status_callback(form):
@@ -80,7 +84,10 @@ def _num_media(form):
 
 
 def _number(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
+    """A coordinate as a number when it is written as one ('37.7749'), else as sent: float()
+    would also read 'nan', 'inf' and '1e999', which no JSON answer can carry."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        number = float(value)
+        if math.isfinite(number):
+            return number
+    return value

@@ -41,11 +41,16 @@ def contact_for(message, contacts):
     """The contacts entry of a message's sender: the one whose wa_id or user_id is its sender,
     else the only one."""
     entries = [c for c in contacts if isinstance(c, dict)]
+    sender = _ids(message, "from", "from_user_id")
     for entry in entries:
-        ids = {entry.get("wa_id"), entry.get("user_id")} - {None}
-        if ids & {message.get("from"), message.get("from_user_id")}:
+        if sender & _ids(entry, "wa_id", "user_id"):
             return entry
     return entries[0] if len(entries) == 1 else None
+
+
+def _ids(document, *names):
+    # Only strings are IDs: a list or object in their place must not break the set.
+    return {document[name] for name in names if isinstance(document.get(name), str)}
 
 
 def fields(message, contact=None):
@@ -143,7 +148,7 @@ def _order_text(content):
         return note
     items = [
         f"{item.get('quantity')} × {item.get('product_retailer_id')}"
-        for item in content.get("product_items") or []
+        for item in _list(content.get("product_items"))
         if isinstance(item, dict) and item.get("product_retailer_id") is not None
     ]
     return ", ".join(items) or None
@@ -151,6 +156,10 @@ def _order_text(content):
 
 def _str(value):
     return value if isinstance(value, str) and value else None
+
+
+def _list(value):
+    return value if isinstance(value, list) else []
 
 
 def dumps(value):
