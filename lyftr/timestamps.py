@@ -16,14 +16,17 @@ _ISO = re.compile(
 )
 
 
-def _parse(value, *, require_z):
+# A message ts as the contract writes it: a date-time in UTC, upper-case "T" and "Z".
+_MESSAGE_TS = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?Z"
+)
+
+
+def _parse(value):
     match = _ISO.fullmatch(value)
     if match is None:
         return None
     zone = match["zone"]
-    # A message ts is written exactly as the contract says: upper-case "T" and "Z".
-    if require_z and (match["time"] is None or match["sep"] != "T" or zone != "Z"):
-        return None
     written = f"{match['date']}T{match['time'] or '00:00:00'}"
     try:
         moment = datetime.fromisoformat(written)
@@ -49,7 +52,17 @@ def _parse(value, *, require_z):
 
 def message_ts_key(value):
     """Key of a message ``ts`` (UTC with a ``Z`` suffix), or None if it is not one."""
-    return _parse(value, require_z=True)
+    # Every delivery and every imported line has one: read by a pattern of its own, in UTC
+    # already, so only the calendar is left to check.
+    match = _MESSAGE_TS.fullmatch(value)
+    if match is None:
+        return None
+    written, frac = match.groups()
+    try:
+        datetime.fromisoformat(written)
+    except ValueError:  # not a real calendar date or time (Feb 30, 25:00, ...)
+        return None
+    return f"{written}.{frac.rstrip('0') if frac else ''}"
 
 
 def query_ts_key(value):
@@ -59,7 +72,7 @@ def query_ts_key(value):
     value = value.strip()
     if len(value) > 19 and value[-6] == " ":
         value = f"{value[:-6]}+{value[-5:]}"
-    return _parse(value, require_z=False)
+    return _parse(value)
 
 
 def now_iso():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 
 import pytest
 from helpers import SECRET, sample_message, stored_total
@@ -199,14 +200,27 @@ def test_export_piped_into_import_from_stdin_moves_every_message(database_url, t
     assert "imported 30 new messages (0 skipped" in moved.stdout, moved.stderr
 
 
-def test_the_child_collects_only_its_own_garbage_and_the_parent_is_left_as_it_was():
+class Cyclic:
+    """An object in a reference cycle: only the garbage collector frees it."""
+
+    def __init__(self):
+        self.itself = self
+
+
+def test_the_child_collects_only_its_own_garbage_once_a_chunk_and_the_parent_is_left_as_it_was():
     """What the child inherited is frozen for its garbage collector (never walked, nor its pages
-    copied by the walk); the parent's collector is back to normal once the child has started."""
+    copied by the walk), whose automatic passes are off while it makes a chunk: it collects once
+    each chunk is handed over. The parent's collector is back to normal once the child started."""
 
     def chunks(folder):
-        yield gc.get_freeze_count()
+        cycle = weakref.ref(Cyclic())
+        yield gc.get_freeze_count(), gc.isenabled(), cycle() is not None
+        yield cycle() is not None
 
     made = producer.made_in_child(chunks)
-    assert next(made) > 1000  # the test process's own objects, frozen in the child
-    assert gc.get_freeze_count() == 0
+    frozen, collecting, kept = next(made)
+    assert frozen > 1000  # the test process's own objects, frozen in the child
+    assert not collecting and kept  # no pass while the chunk was made
+    assert next(made) is False  # collected after the first chunk was handed over
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
     assert list(made) == []
