@@ -83,9 +83,9 @@ def read_feed():
                 # Every waiter slot of this worker is taken: a connection held for the whole wait
                 # is what an attacker wants, so this one is answered now.
                 annotate(wait="refused")
-                return _page([], query["after"]), 200, {"Retry-After": str(RETRY_AFTER_S)}
+                return page([], query["after"]), 200, {"Retry-After": str(RETRY_AFTER_S)}
             records = _wait_for_records(query)
-    return _page(records, query["after"])
+    return page(records, query["after"])
 
 
 def _wait_for_records(query):
@@ -98,7 +98,8 @@ def _wait_for_records(query):
         store.wait_for_commit(seen, deadline - time.monotonic())
 
 
-def _page(records, after):
+def page(records, after):
+    """The body of a feed page: ``records`` shaped, and where the next page starts."""
     return {
         "data": [record_item(record) for record in records],
         "next_after": records[-1].seq if records else after,

@@ -1,7 +1,12 @@
-"""``warm_up``: a worker's schema check and template compiling done before its first request."""
+"""``warm_up``: a worker's schema check, its first large reads and template compiling done before
+its first request."""
 
 import logging
 import sqlite3
+from contextlib import closing
+
+import pytest
+from helpers import Sender
 
 from lyftr.ops.warm_up import warm_up
 
@@ -33,3 +38,25 @@ def test_a_database_out_of_reach_is_logged_not_raised(make_app, tmp_path, caplog
     client = app.test_client()
     assert client.get("/health/live").status_code == 200
     assert client.get("/messages").status_code == 503
+
+
+def unsequenced(app):
+    path = app.config["DATABASE_URL"].removeprefix("sqlite:///")
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute("SELECT count(*) FROM messages WHERE seq IS NULL").fetchone()[0]
+
+
+@pytest.mark.sqlite_only
+def test_warm_up_reads_the_feed_quietly(make_app, caplog):
+    app = make_app()
+    client = app.test_client()
+    send = Sender(client)
+    for n in range(3):
+        assert send(message_id=f"m{n}", text=f"hello zqxj {n}").status_code == 200
+    assert unsequenced(app) == 3  # given their positions by the next feed read
+    with caplog.at_level(logging.INFO, logger="lyftr.ops.warm_up"):
+        warm_up(app)
+    assert caplog.records == []  # neither the schema nor either read failed
+    assert unsequenced(app) == 0  # the warm-up read the feed
+    assert [r["message_id"] for r in client.get("/feed").get_json()["data"]] == ["m0", "m1", "m2"]
+    assert client.get("/messages", query_string={"q": "zqxj"}).get_json()["total"] == 3
