@@ -186,7 +186,8 @@ def _message(raw):
         "ts_key": timestamps.message_ts_key(ts),
         "text": found["text"],
         "provider": PROVIDER,
-        "type": found["type"],
+        # A MessageType no backend can store (NUL) is no type Twilio has: raw keeps it.
+        "type": found["type"] if storable(found["type"]) else "unknown",
         "raw": json.dumps(raw),
         "channel": found["channel"],
         "sender_name": _storable_or_none(found["sender_name"]),

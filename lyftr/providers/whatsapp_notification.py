@@ -128,7 +128,8 @@ def _row(message, recipient, contacts, contact, raw, loc):
         "ts_key": timestamps.message_ts_key(ts),
         "text": found["text"],
         "provider": PROVIDER,
-        "type": found["type"],
+        # A type no backend can store (NUL, a lone surrogate) is no type Meta has: raw keeps it.
+        "type": found["type"] if storable(found["type"]) else "unknown",
         # ASCII JSON: whatever the object holds (lone surrogates included) can be stored.
         "raw": json.dumps(raw),
         "channel": found["channel"],
