@@ -5,8 +5,9 @@ WhatsApp: Meta's payloads as pywa records them (tests/data/pywa), one value anyw
 any JSON value or taken out. Twilio: its form for an incoming message, any of the fields lyftr
 reads given any text. A fuzzer found what the examples never held: a ``from`` that is a list, a
 contacts ``wa_id`` that is an object, an order's ``product_items`` that is a number (500s), a
-Twilio ``Latitude`` of "nan" (a record answered with NaN, which is not JSON). Every field of a
-real payload is a place a sender's bug, or anyone holding the secret, can put anything.
+Twilio ``Latitude`` of "nan" (a record answered with NaN, which is not JSON), a message type
+holding NUL (a 500 on PostgreSQL). Every field of a real payload is a place a sender's bug, or
+anyone holding the secret, can put anything.
 """
 
 import copy
@@ -29,7 +30,6 @@ TAKEN_OUT = object()
 # lone surrogate is not UTF-8): drawn often, since a random string seldom holds one.
 UNSTORABLE = st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfffy"])
 SIDS = itertools.count()
-MESSAGE_SID = "SM0123456789abcdef0123456789abcdef"
 # The fields of an incoming message that lyftr reads (twilio_record, the endpoint).
 TWILIO_FIELDS = (
     "MessageSid",
@@ -160,9 +160,9 @@ def test_a_twilio_form_with_any_text_in_any_field_is_answered(client, values):
 
 
 def test_a_whatsapp_type_no_backend_can_store_is_stored_as_unknown(client):
-    message = {**PAYLOADS[("message", "text")]["entry"][0]["changes"][0]["value"]["messages"][0]}
     payload = copy.deepcopy(PAYLOADS[("message", "text")])
-    payload["entry"][0]["changes"][0]["value"]["messages"][0] = {**message, "type": "te\x00xt"}
+    message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["type"] = "te\x00xt"
     assert WhatsAppSender(client).raw(json.dumps(payload).encode()).status_code == 200
     record = strict_json(message_record(client, message["id"]))
     assert record["type"] == "unknown"
@@ -170,8 +170,8 @@ def test_a_whatsapp_type_no_backend_can_store_is_stored_as_unknown(client):
 
 
 def test_a_twilio_message_type_no_backend_can_store_is_stored_as_unknown(client):
-    response = TwilioSender(client)(twilio_form(MESSAGE_SID, MessageType="te\x00xt"))
-    assert response.status_code == 200
-    record = strict_json(message_record(client, MESSAGE_SID))
+    form = twilio_form(MessageType="te\x00xt")
+    assert TwilioSender(client)(form).status_code == 200
+    record = strict_json(message_record(client, form["MessageSid"]))
     assert record["type"] == "unknown"
     assert record["raw"]["MessageType"] == "te\x00xt"
